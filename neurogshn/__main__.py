@@ -1,0 +1,3 @@
+from neurogshn.cli import main
+
+raise SystemExit(main())
