@@ -1,0 +1,53 @@
+"""``neurogshn energy``: firing rates, operation counts and energy estimates per image."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "energy",
+        help="spike rates, synaptic ops and energy ESTIMATES (Loihi 1, 45 nm CMOS SNN/ANN, GAT)",
+        description=(
+            "Runs the quantized spiking branch (fixed-point reference) on node inputs and "
+            "estimates energy per image from the constants in hardware/profiles/*.json (each "
+            "cites its source). Every figure is an estimate, not a measurement."
+        ),
+    )
+    p.add_argument("--checkpoint", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="data set root")
+    src.add_argument("--random", type=int, metavar="N", help="N random images (smoke check)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=64, help="images")
+    p.add_argument(
+        "--hardware",
+        choices=("all", "loihi1", "cmos45nm"),
+        default="all",
+        help="spiking-branch target(s) to report (the ANN and GAT use cmos45nm)",
+    )
+    p.add_argument("--json", default=None, help="write the report here")
+    p.add_argument("--plot", default=None, help="write a bar chart (PNG) here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurogshn.hardware.energy_report import energy_report, plot_energy
+    from neurogshn.utils.io import write_json_atomic
+
+    report = energy_report(
+        args.checkpoint,
+        data=args.data,
+        random_images=args.random,
+        split=args.split,
+        n_images=args.n,
+        hardware=args.hardware,
+    )
+    print(json.dumps(report, indent=2))
+    if args.json:
+        write_json_atomic(args.json, report)
+    if args.plot:
+        plot_energy(report, args.plot)
+    return 0

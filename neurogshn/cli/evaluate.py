@@ -1,0 +1,101 @@
+"""``neurogshn evaluate``: retrieval / VQA / VE / NLVR2 figures of a checkpoint on a data split."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint: retrieval (zero-shot or fine-tuned), VQA, VE, NLVR2",
+        description=(
+            "Evaluate a checkpoint on one task and split, print a table and optionally write "
+            "JSON. Retrieval works on any COCO-format captions + panoptic data set (real COCO "
+            "2017 or generated); its hard-negative diagnostics (relational / attribute / "
+            "object accuracy) need annotations/hard_negatives_{split}.json and are omitted, "
+            "with a note, when it is absent. Metric names carry direction and K (t2i_R@1)."
+        ),
+    )
+    parser.add_argument(
+        "--task", required=True, choices=["retrieval", "vqa", "ve", "nlvr2"], help="task"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="checkpoint directory (pretrained for retrieval; from `neurogshn finetune` else)",
+    )
+    parser.add_argument("--data", required=True, type=Path, help="data set root (COCO layout)")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write JSON here")
+    parser.add_argument(
+        "--hard-negatives",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="retrieval: hard-negatives file (default: annotations/hard_negatives_{split}.json "
+        "when present)",
+    )
+    parser.add_argument(
+        "--no-hard-negatives", action="store_true", help="retrieval: skip the diagnostics"
+    )
+    parser.add_argument(
+        "--max-images", type=int, default=None, help="retrieval: only the first N images"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="graphs per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: auto)")
+    parser.add_argument(
+        "--nodes",
+        default=None,
+        choices=["panoptic", "patches", "boxes"],
+        help="override the checkpoint's node set",
+    )
+    parser.add_argument(
+        "--edges", default=None, choices=["full", "none"], help="override the checkpoint's edges"
+    )
+    parser.add_argument(
+        "--segmenter", default=None, help="override the checkpoint's segmenter (gt, superpixel …)"
+    )
+    parser.add_argument("--cache-dir", type=Path, default=None, help="graph cache directory")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--strict", action="store_true", help="stop at the first bad record instead of skipping"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurogshn.tasks.evaluate import evaluate_checkpoint
+    from neurogshn.tasks.metrics import format_metrics_table
+    from neurogshn.utils.io import write_json_atomic
+
+    hn: object = True
+    if args.no_hard_negatives:
+        hn = False
+    elif args.hard_negatives is not None:
+        hn = args.hard_negatives
+    result = evaluate_checkpoint(
+        args.task,
+        args.checkpoint,
+        args.data,
+        args.split,
+        batch_size=args.batch_size,
+        device=args.device,
+        strict=args.strict,
+        hard_negatives=hn,
+        graph_overrides={"nodes": args.nodes, "edges": args.edges, "segmenter": args.segmenter},
+        cache_dir=args.cache_dir,
+        max_images=args.max_images,
+        progress=not args.no_progress,
+    )
+    title = f"{args.task} on {args.data} [{args.split}] — {args.checkpoint}"
+    print(format_metrics_table(result.metrics, title=title))
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"({result.seconds:.1f} s)")
+    if args.json is not None:
+        write_json_atomic(args.json, result.to_dict())
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,199 @@
+"""Captions and ARO-style hard negatives for relational scenes.
+
+Captions are built from varied templates around one or two true spatial relations; every
+caption names the attributes (color, shape, sometimes size) of the objects it relates. Hard
+negatives change one thing about the caption's first relation:
+
+- ``relation_swap``: subject and object exchange places (word order changes, as in ARO's
+  VG-Relation), e.g. "the red circle is left of the blue square" → "the blue square is left
+  of the red circle";
+- ``attribute_swap``: the colors (or, if the colors agree, the sizes) of the two objects are
+  exchanged (ARO's VG-Attribution);
+- ``object_replace``: one object is replaced by a color+shape combination absent from the
+  scene.
+
+Generation is template-based; *truth* is not: every caption is checked true and every
+negative false by :mod:`neurogshn.data.logic` from the scene's geometry. A negative that the
+logic does not find false is discarded (``None``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from neurogshn.data.logic import (
+    NounPhrase,
+    SceneFacts,
+    SceneObject,
+    article,
+    evaluate,
+    true_relations,
+)
+from neurogshn.data.vocabulary import COLORS, NUMBER_WORDS, SHAPES
+
+HARD_NEGATIVE_KINDS: tuple[str, ...] = ("relation_swap", "attribute_swap", "object_replace")
+
+#: Caption templates. ``{A}``/``{B}`` are noun phrases (without determiner), ``{R}`` a
+#: relation; ``{C}``, ``{R2}``, ``{D}`` a second relation; ``{S}`` a stuff name; ``{N}`` the
+#: number of objects in words.
+TEMPLATES: dict[str, str] = {
+    "plain": "the {A} is {R} the {B}.",
+    "there_is": "there is {a_A} {A} {R} the {B}.",
+    "fronted": "{R} the {B} there is {a_A} {A}.",
+    "indefinite": "{a_A} {A} is {R} {a_B} {B}.",
+    "two_relations": "the {A} is {R} the {B}, and the {C} is {R2} the {D}.",
+    "background": "the {A} is {R} the {B}, and there is {S} in the background.",
+    "count": "there are {N} objects, and the {A} is {R} the {B}.",
+}
+
+
+@dataclass(frozen=True)
+class CaptionSpec:
+    """A caption before rendering: template and slot values (first relation ``A R B``)."""
+
+    template: str
+    a: NounPhrase
+    rel: str
+    b: NounPhrase
+    c: NounPhrase | None = None
+    rel2: str | None = None
+    d: NounPhrase | None = None
+    stuff: str | None = None
+    n: int | None = None
+
+    def render(self) -> str:
+        slots = {
+            "A": self.a.words(),
+            "B": self.b.words(),
+            "R": self.rel,
+            "a_A": article(self.a.words()),
+            "a_B": article(self.b.words()),
+            "C": self.c.words() if self.c else "",
+            "D": self.d.words() if self.d else "",
+            "R2": self.rel2 or "",
+            "S": self.stuff or "",
+            "N": NUMBER_WORDS[self.n] if self.n is not None and self.n < len(NUMBER_WORDS) else "",
+        }
+        return TEMPLATES[self.template].format(**slots)
+
+
+def describe(obj: SceneObject, with_size: bool) -> NounPhrase:
+    """A noun phrase naming ``obj`` (color and shape, size optional)."""
+    return NounPhrase(obj.shape, obj.color, obj.size if with_size else None)
+
+
+def _unique(scene: SceneFacts, np_: NounPhrase) -> bool:
+    return len(scene.match(np_)) == 1
+
+
+def make_captions(scene: SceneFacts, rng: np.random.Generator, n: int = 5) -> list[CaptionSpec]:
+    """``n`` distinct true captions (fewer only if the scene cannot give ``n`` distinct ones).
+
+    Raises:
+        ValueError: if no relation holds in the scene.
+    """
+    rels = true_relations(scene)
+    if not rels:
+        raise ValueError("no spatial relation holds between the objects of this scene")
+    names = list(TEMPLATES)
+    order = [names[int(i)] for i in rng.permutation(len(names))]
+    specs: list[CaptionSpec] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(specs) < n and attempts < 20 * n:
+        template = order[attempts % len(order)]
+        attempts += 1
+        a, r, b = rels[int(rng.integers(len(rels)))]
+        size_a, size_b = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+        if a.color == b.color and a.size != b.size:
+            # name both sizes, so that an attribute swap (of sizes) can be built
+            size_a = size_b = True
+        spec = CaptionSpec(template, describe(a, size_a), r, describe(b, size_b))
+        if template == "two_relations":
+            others = [t for t in rels if {t[0].id, t[2].id} != {a.id, b.id}]
+            if not others:
+                continue
+            c, r2, d = others[int(rng.integers(len(others)))]
+            spec = replace(spec, c=describe(c, False), rel2=r2, d=describe(d, False))
+        elif template == "background":
+            if not scene.stuff:
+                continue
+            spec = replace(spec, stuff=scene.stuff[int(rng.integers(len(scene.stuff)))])
+        elif template == "count":
+            spec = replace(spec, n=len(scene.objects))
+        if not (_unique(scene, spec.a) and _unique(scene, spec.b)):
+            continue
+        text = spec.render()
+        if text in seen or not evaluate(text, scene):
+            continue
+        seen.add(text)
+        specs.append(spec)
+    return specs
+
+
+def relation_swap(spec: CaptionSpec) -> CaptionSpec:
+    """Subject and object of the first relation exchanged."""
+    return replace(spec, a=spec.b, b=spec.a)
+
+
+def attribute_swaps(spec: CaptionSpec) -> list[CaptionSpec]:
+    """Candidates with attributes exchanged between the two objects of the first relation."""
+    out = []
+    if spec.a.color != spec.b.color:
+        out.append(
+            replace(
+                spec, a=replace(spec.a, color=spec.b.color), b=replace(spec.b, color=spec.a.color)
+            )
+        )
+    if spec.a.size and spec.b.size and spec.a.size != spec.b.size:
+        out.append(
+            replace(spec, a=replace(spec.a, size=spec.b.size), b=replace(spec.b, size=spec.a.size))
+        )
+    return out
+
+
+def absent_phrase(
+    scene: SceneFacts, rng: np.random.Generator, like: NounPhrase
+) -> NounPhrase | None:
+    """A color+shape noun phrase that matches no object of ``scene`` (keeps ``like``'s size)."""
+    present = {(o.color, o.shape) for o in scene.objects}
+    combos = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
+    if not combos:
+        return None
+    c, s = combos[int(rng.integers(len(combos)))]
+    return NounPhrase(s, c, like.size)
+
+
+def hard_negatives(
+    spec: CaptionSpec, scene: SceneFacts, rng: np.random.Generator
+) -> dict[str, str | None]:
+    """``{kind: negative text or None}`` for one caption; each negative verified false."""
+    out: dict[str, str | None] = dict.fromkeys(HARD_NEGATIVE_KINDS)
+    caption = spec.render()
+
+    def accept(candidate: CaptionSpec) -> str | None:
+        text = candidate.render()
+        if text != caption and not evaluate(text, scene):
+            return text
+        return None
+
+    out["relation_swap"] = accept(relation_swap(spec))
+    for cand in attribute_swaps(spec):
+        text = accept(cand)
+        if text is not None:
+            out["attribute_swap"] = text
+            break
+    replace_object = bool(rng.random() < 0.5)
+    for which in (replace_object, not replace_object):
+        target = spec.b if which else spec.a
+        new = absent_phrase(scene, rng, target)
+        if new is None:
+            continue
+        cand = replace(spec, b=new) if which else replace(spec, a=new)
+        text = accept(cand)
+        if text is not None:
+            out["object_replace"] = text
+            break
+    return out

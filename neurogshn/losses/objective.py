@@ -1,0 +1,191 @@
+r"""The pretraining objective: ITC + spatio-temporal CL + STL + ITM, weighted.
+
+.. math::
+    \mathcal{L} = \lambda_{ITC}\mathcal{L}_{ITC} + \lambda_{CL}\mathcal{L}_{CL}
+      + \lambda_{STL}\mathcal{L}_{STL} + \lambda_{ITM}\mathcal{L}_{ITM}
+
+A weight of 0 skips the loss entirely (not computed). The text encoder runs once per step on
+the captions and the non-missing hard negatives together.
+
+Usage::
+
+    objective = PretrainingObjective()          # the model config's weights
+    out = objective(model, PretrainBatch(graphs, captions, hard_negatives))
+    out["loss"].backward()
+
+Returned keys: ``loss`` (weighted total), the unweighted loss of each active objective
+(``itc``, ``cl``, ``stl``, ``itm``) and detached diagnostics under ``diag/``:
+``diag/fusion_ratio``, ``diag/spike_rate_l{k}``, ``diag/itc_temperature``,
+``diag/stl_temperature``, ``diag/itm_accuracy``, ``diag/text_spike_rate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch
+
+from neurogshn.errors import ConfigError
+from neurogshn.losses.contrastive import spatiotemporal_cl_loss
+from neurogshn.losses.itc import itc_loss, same_text_mask
+from neurogshn.losses.itm import itm_loss
+from neurogshn.losses.stl import stl_loss
+
+LOSS_NAMES = ("itc", "cl", "stl", "itm")
+_HEADS = {"itc": "itc_scale", "cl": "cl_head", "stl": "stl_projector", "itm": "itm_head"}
+
+
+@dataclass
+class PretrainBatch:
+    """One pretraining batch.
+
+    Attributes:
+        graphs: ``B`` scene graphs (PyG ``Batch``).
+        captions: ``B`` captions, caption ``i`` describes graph ``i``.
+        hard_negatives: ``B`` entries, the relation-/attribute-swapped twin of caption ``i`` or
+            ``None``.
+    """
+
+    graphs: Batch
+    captions: list[str]
+    hard_negatives: list[str | None]
+
+    def __post_init__(self) -> None:
+        b = int(self.graphs.num_graphs)
+        if len(self.captions) != b:
+            raise ValueError(f"{len(self.captions)} captions for {b} graphs")
+        if not self.hard_negatives:
+            self.hard_negatives = [None] * b
+        if len(self.hard_negatives) != b:
+            raise ValueError(f"{len(self.hard_negatives)} hard negatives for {b} graphs")
+
+    def to(self, device: torch.device | str) -> PretrainBatch:
+        return PretrainBatch(self.graphs.to(device), self.captions, self.hard_negatives)
+
+
+class PretrainingObjective:
+    """Weighted sum of the pretraining losses.
+
+    Args:
+        weights: ``{"itc": w, "cl": w, "stl": w, "itm": w}`` (any subset; an object with those
+            attributes, e.g. the trainer's ``LossWeights``, works too); a missing or ``None``
+            entry takes the model config's ``<name>_weight``.
+    """
+
+    def __init__(self, weights: Mapping[str, float | None] | Any | None = None) -> None:
+        if weights is None:
+            weights = {}
+        elif dataclasses.is_dataclass(weights):
+            weights = dataclasses.asdict(weights)
+        elif not isinstance(weights, Mapping):
+            weights = {k: getattr(weights, k, None) for k in LOSS_NAMES}
+        unknown = set(weights) - set(LOSS_NAMES)
+        if unknown:
+            raise ConfigError(f"unknown loss weight(s) {sorted(unknown)}; known: {LOSS_NAMES}")
+        self.weights = {k: (None if v is None else float(v)) for k, v in weights.items()}
+
+    def resolve(self, model: Any) -> dict[str, float]:
+        """The effective weights for ``model`` (checks that each active loss has its head)."""
+        out = {}
+        for name in LOSS_NAMES:
+            w = self.weights.get(name)
+            if w is None:
+                w = float(getattr(model.config, f"{name}_weight"))
+            if w < 0:
+                raise ConfigError(f"loss weight {name} must be >= 0, got {w}")
+            if w > 0 and not hasattr(model, _HEADS[name]):
+                raise ConfigError(
+                    f"loss {name!r} has weight {w} but the model was built with "
+                    f"{name}_weight=0 (no {_HEADS[name]}); set {name}_weight in the model config"
+                )
+            out[name] = w
+        return out
+
+    def __call__(self, model: Any, batch: PretrainBatch) -> dict[str, Tensor]:
+        w = self.resolve(model)
+        device = model.device
+        image = model.encode_image(batch.graphs)
+        b = image.num_graphs
+        out: dict[str, Tensor] = {}
+        total = image.image_embeds.new_zeros(())
+
+        need_text = any(w[k] > 0 for k in ("itc", "stl", "itm"))
+        if need_text:
+            neg_rows = [i for i, h in enumerate(batch.hard_negatives) if h]
+            negs = [batch.hard_negatives[i] for i in neg_rows]
+            text = model.encode_text(list(batch.captions) + negs)
+            cap_emb, neg_emb = text.text_embeds[:b], text.text_embeds[b:]
+            all_texts = list(batch.captions) + negs
+            targets = same_text_mask(list(batch.captions), all_texts, device=device)
+            same_caption = targets[:, :b]
+
+        if w["itc"] > 0:
+            scale = model.itc_scale()
+            out["itc"] = itc_loss(image.image_embeds, cap_emb, scale, neg_emb, targets)
+            out["diag/itc_temperature"] = (1.0 / scale).detach()
+            total = total + w["itc"] * out["itc"]
+
+        if w["cl"] > 0:
+            c = model.config
+            out["cl"] = spatiotemporal_cl_loss(
+                image.spikes[-1],
+                image.node_batch,
+                b,
+                model.cl_head,
+                windows=c.cl_windows,
+                temperature=c.cl_temperature,
+                max_nodes=c.cl_max_nodes,
+            )
+            total = total + w["cl"] * out["cl"]
+
+        if w["stl"] > 0:
+            proj = model.stl_projector
+            tokens = text.token_embeds[:b]
+            if model.config.stl_detach_text:
+                tokens = tokens.detach()
+            _, token_codes = proj(tokens)
+            node_codes, node_mask = image.dense_nodes(image.snn_latent)
+            out["stl"] = stl_loss(
+                node_codes,
+                node_mask,
+                token_codes,
+                text.token_mask[:b],
+                proj.scale(),
+                model.config.stl_token_weight,
+                same_caption,
+            )
+            out["diag/stl_temperature"] = (1.0 / proj.scale()).detach()
+            out["diag/text_spike_rate"] = token_codes.detach()[text.token_mask[:b]].mean()
+            total = total + w["stl"] * out["stl"]
+
+        if w["itm"] > 0:
+            nodes, node_mask = image.dense_nodes()
+            sim = None
+            if model.config.itm_batch_negatives:
+                sim = image.image_embeds.detach() @ cap_emb.detach().T
+            owner = torch.tensor(neg_rows, dtype=torch.long, device=device)
+            out["itm"], out["diag/itm_accuracy"] = itm_loss(
+                model.itm_head,
+                nodes,
+                node_mask,
+                text.token_embeds[:b],
+                text.attention_mask[:b],
+                same_caption,
+                sim,
+                text.token_embeds[b:],
+                text.attention_mask[b:],
+                owner,
+            )
+            total = total + w["itm"] * out["itm"]
+
+        out["loss"] = total
+        if image.fusion_ratio is not None:
+            out["diag/fusion_ratio"] = image.fusion_ratio.detach()
+        for k, r in enumerate(image.spike_rates):
+            out[f"diag/spike_rate_l{k}"] = r
+        return out

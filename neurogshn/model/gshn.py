@@ -1,0 +1,345 @@
+r"""The Graph Spiking Hybrid Network: scene graph + text → joint embeddings.
+
+Image side, for a batch of scene graphs (PyG ``Batch``; node 0 of each graph is its global
+node)::
+
+    x ─► LayerNorm (host, `snn_input_norm`) ─► SpikingEncoder (Linear+LIF ×L, T steps)
+    │        ─► E_SNN (rates of its last layer, N×H, values k/T) ─► SpikeReadout ─► N×D
+    └─► GATStage (LayerNorm, Linear, GATv2 ×L with edge attributes) ─► F_GAT (N×D)
+    V' = r·readout(E_SNN) + F_GAT           (mode "full"; "gat_only"/"snn_only" drop a branch)
+    image = normalise(GraphPooling(V'))      (attention pooling ‖ global node, MLP)
+
+What is exported to Loihi is ``model.snn_input_norm`` (a host-side per-node LayerNorm, not
+spiking) followed by ``model.spiking_encoder``; everything else runs on the host.
+
+Text side: :class:`~neurogshn.model.text.TextEncoder`. Objective heads (CL projection head,
+STL spiking text projector, ITM head, ITC temperature) are built only when their weight in the
+config is positive, so a weight of 0 leaves no unused parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.utils import to_dense_batch
+
+from neurogshn.errors import CheckpointError, ConfigError
+from neurogshn.model.config import GSHNConfig, config_from_name
+from neurogshn.model.fusion import GraphPooling, HybridFusion, SpikeReadout
+from neurogshn.model.gat import GATStage
+from neurogshn.model.spiking import SpikingEncoder
+from neurogshn.model.text import TextEncoder, TextEncoding
+from neurogshn.utils.io import atomic_path, write_json_atomic
+from neurogshn.utils.runtime import resolve_device
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class ImageEncoding:
+    """What :meth:`GSHN.encode_image` returns.
+
+    Attributes:
+        image_embeds: ``B×D`` L2-normalised image embeddings.
+        node_embeds: ``N×D`` fused node embeddings ``V'`` (not normalised).
+        node_batch: ``N`` graph index of each node.
+        spikes: per spiking layer ``T×N×H_l`` spike trains in {0, 1} (empty in ``gat_only``).
+        snn_latent: ``N×H`` discrete latent ``E_SNN`` (last layer's rates, values ``k/T``),
+            ``None`` in ``gat_only``.
+        fusion_ratio: the learned ``r`` (scalar tensor) in ``full`` mode, else ``None``.
+        spike_rates: per spiking layer, the mean firing probability per neuron and step
+            (detached scalars).
+        num_graphs: ``B``.
+        voltages: per spiking layer ``T×N×H_l`` membrane potentials (after reset) when
+            ``encode_image(..., record_voltages=True)``, else ``None``.
+    """
+
+    image_embeds: Tensor
+    node_embeds: Tensor
+    node_batch: Tensor
+    spikes: list[Tensor]
+    snn_latent: Tensor | None
+    fusion_ratio: Tensor | None
+    spike_rates: list[Tensor]
+    num_graphs: int
+    voltages: list[Tensor] | None = None
+
+    def dense_nodes(self, values: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``values`` (default ``node_embeds``, ``N×*``) as ``B×N_max×*`` + ``B×N_max`` mask."""
+        v = self.node_embeds if values is None else values
+        return to_dense_batch(v, self.node_batch, batch_size=self.num_graphs)
+
+
+class GSHN(nn.Module):
+    """Graph Spiking Hybrid Network (see module docstring).
+
+    Args:
+        config: the model configuration.
+    """
+
+    def __init__(self, config: GSHNConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        d = config.embed_dim
+        if config.uses_snn:
+            self.snn_input_norm = nn.LayerNorm(config.node_features)
+            self.spiking_encoder = SpikingEncoder(
+                config.node_features, config.snn_hidden, config.time_steps, config.neuron
+            )
+            self.snn_readout = SpikeReadout(self.spiking_encoder.out_features, d)
+        if config.uses_gat:
+            self.gat = GATStage(
+                config.node_features,
+                d,
+                edge_features=config.edge_features,
+                layers=config.gat_layers,
+                heads=config.gat_heads,
+                dropout=config.dropout,
+                conv=config.gat_conv,
+            )
+        if config.mode == "full":
+            self.fusion = HybridFusion(config.fusion_ratio_init)
+        self.pooling = GraphPooling(d, config.pooling)
+        self.text_encoder = TextEncoder(
+            d,
+            config.text_model,
+            trainable_layers=config.text_trainable_layers,
+            max_length=config.text_max_length,
+            cache_size=config.text_cache_size,
+        )
+        self._build_heads()
+        self._freeze_untrained_parts()
+
+    def _freeze_untrained_parts(self) -> None:
+        """Parts that no active objective trains are frozen (``requires_grad=False``), so that
+        data-parallel training sees no unused trainable parameter. ``sentence_proj`` and the
+        image pooling are trained by ITC only; ``token_proj`` by ITM (and by STL when
+        ``stl_detach_text`` is off); the top text layers by any of these; the GAT stage, the
+        spike readout and the fusion ratio by ITC or ITM. With the default weights nothing is
+        frozen. A fine-tuning head that needs a frozen part turns it back on with
+        ``requires_grad_(True)``."""
+        c = self.config
+        te = self.text_encoder
+        sentence = c.itc_weight > 0
+        token = c.itm_weight > 0 or (c.stl_weight > 0 and not c.stl_detach_text)
+        te.sentence_proj.requires_grad_(sentence)
+        te.token_proj.requires_grad_(token)
+        for layer in te.top_layers:
+            layer.requires_grad_(sentence or token)
+        self.pooling.requires_grad_(sentence)
+        nodes_used = c.itc_weight > 0 or c.itm_weight > 0
+        for name in ("gat", "snn_readout", "fusion"):
+            if hasattr(self, name):
+                getattr(self, name).requires_grad_(nodes_used)
+
+    def _build_heads(self) -> None:
+        from neurogshn.losses.contrastive import SpatioTemporalHead
+        from neurogshn.losses.itc import LogitScale
+        from neurogshn.losses.itm import ITMHead
+        from neurogshn.losses.stl import SpikingTextProjector
+
+        c = self.config
+        if c.itc_weight > 0:
+            self.itc_scale = LogitScale(c.temperature_init, c.max_logit_scale)
+        if c.cl_weight > 0:
+            self.cl_head = SpatioTemporalHead(self.spiking_encoder.out_features, c.cl_proj_dim)
+        if c.stl_weight > 0:
+            self.stl_projector = SpikingTextProjector(
+                c.embed_dim,
+                self.spiking_encoder.out_features,
+                c.time_steps,
+                c.neuron,
+                c.temperature_init,
+                c.max_logit_scale,
+            )
+        if c.itm_weight > 0:
+            self.itm_head = ITMHead(c.embed_dim, c.itm_heads, c.itm_layers, c.dropout)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config_name(cls, name: str = "default", **overrides: Any) -> GSHN:
+        """Build the named configuration (``"gshn-tiny"``, ``"gshn-small"`` = ``"default"``,
+        ``"gshn-base"``) with ``overrides`` of :class:`GSHNConfig` fields."""
+        return cls(config_from_name(name, **overrides))
+
+    @property
+    def device(self) -> torch.device:
+        return self.pooling.out[0].weight.device
+
+    @property
+    def fusion_ratio(self) -> float | None:
+        """The learned fusion ratio ``r`` (``None`` unless ``mode == "full"``)."""
+        return float(self.fusion.ratio.detach()) if self.config.mode == "full" else None
+
+    def reset_parameters(self) -> None:
+        """Re-initialise everything except the pretrained text transformer."""
+        for name, module in self.named_children():
+            if name == "text_encoder":
+                module.token_proj.reset_parameters()
+                module.sentence_proj.reset_parameters()
+            elif hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    # ------------------------------------------------------------------ encoders
+    def encode_image(self, graphs: Batch | Data, record_voltages: bool = False) -> ImageEncoding:
+        """Encode a batch of scene graphs.
+
+        Args:
+            graphs: a PyG ``Batch`` (or a single ``Data``) with ``x``, ``edge_index``,
+                ``edge_attr``; node 0 of each graph is its global node. Moved to the model's
+                device.
+            record_voltages: also return the spiking layers' membrane potentials (for
+                visualisation; costs memory).
+
+        Returns:
+            :class:`ImageEncoding`.
+        """
+        if isinstance(graphs, Data) and not isinstance(graphs, Batch):
+            graphs = Batch.from_data_list([graphs])
+        graphs = graphs.to(self.device)
+        x = graphs.x.to(self.pooling.out[0].weight.dtype)
+        num_graphs = int(graphs.num_graphs)
+        node_batch = graphs.batch
+        if node_batch is None:
+            node_batch = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        ptr = getattr(graphs, "ptr", None)
+        if ptr is None:
+            ptr = torch.tensor([0, x.shape[0]], device=x.device)
+        global_index = ptr[:-1]
+        if x.shape[1] != self.config.node_features:
+            raise ConfigError(
+                f"graphs have {x.shape[1]} node features but the model expects "
+                f"{self.config.node_features} (config.node_features)"
+            )
+        spikes: list[Tensor] = []
+        latent = None
+        voltages = None
+        rates: list[Tensor] = []
+        snn_part = gat_part = None
+        if self.config.uses_snn:
+            out = self.spiking_encoder(self.snn_input_norm(x), record_voltages=record_voltages)
+            voltages = out.voltages
+            spikes, latent = out.spikes, out.latent
+            rates = [s.detach().mean() for s in spikes]
+            snn_part = self.snn_readout(latent)
+        if self.config.uses_gat:
+            edge_attr = getattr(graphs, "edge_attr", None)
+            if edge_attr is not None:
+                edge_attr = edge_attr.to(x.dtype)
+            gat_part = self.gat(x, graphs.edge_index, edge_attr)
+        ratio = None
+        if self.config.mode == "full":
+            nodes = self.fusion(snn_part, gat_part)
+            ratio = self.fusion.ratio
+        else:
+            nodes = gat_part if snn_part is None else snn_part
+        image = self.pooling(nodes, node_batch, global_index, num_graphs)
+        image = nn.functional.normalize(image, dim=-1)
+        return ImageEncoding(
+            image, nodes, node_batch, spikes, latent, ratio, rates, num_graphs, voltages
+        )
+
+    def encode_text(self, texts: list[str]) -> TextEncoding:
+        """Encode captions: ``TextEncoding(text_embeds B×D normalised, token_embeds B×L×D,
+        attention_mask B×L, token_mask B×L)``."""
+        return self.text_encoder(texts)
+
+    def forward(self, graphs: Batch | Data, texts: list[str]) -> tuple[ImageEncoding, TextEncoding]:
+        return self.encode_image(graphs), self.encode_text(texts)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (every tensor, the text transformer
+        included, so the directory is self-contained) atomically into ``directory``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
+        with atomic_path(out / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "library": "neurogshn"})
+        write_json_atomic(out / CONFIG_FILE, self.config.to_dict())
+        return out
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | PathLike[str], device: str | torch.device | None = None
+    ) -> GSHN:
+        """Load a model directory written by :meth:`save_pretrained` (or a training checkpoint).
+
+        Raises:
+            CheckpointError: missing directory/file, invalid config, a pickle (or other non-
+                safetensors) weights file, a truncated or corrupt file, or weights of another
+                configuration (the keys are named).
+        """
+        root = Path(directory)
+        if not root.is_dir():
+            raise CheckpointError(root, "checkpoint directory does not exist")
+        cfg_path, w_path = root / CONFIG_FILE, root / WEIGHTS_FILE
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise CheckpointError(
+                    p, "missing (a model directory holds config.json and model.safetensors)"
+                )
+        try:
+            config = GSHNConfig.from_dict(json.loads(cfg_path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(cfg_path, f"not valid JSON: {exc}") from None
+        except ConfigError as exc:
+            raise CheckpointError(cfg_path, str(exc)) from None
+        state = load_safetensors_checked(w_path)
+        try:
+            model = cls(config)
+        except ConfigError as exc:
+            raise CheckpointError(cfg_path, str(exc)) from None
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        shapes = sorted(
+            f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in state and tuple(state[k].shape) != tuple(v.shape)
+        )
+        if missing or unexpected or shapes:
+            parts = []
+            for label, items in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape mismatch", shapes),
+            ):
+                if items:
+                    more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
+                    parts.append(f"{label} {len(items)}: {', '.join(items[:8])}{more}")
+            raise CheckpointError(
+                w_path,
+                "weights do not match config.json (another configuration?): " + "; ".join(parts),
+            )
+        model.load_state_dict(state, strict=True)
+        return model.to(resolve_device(device))
+
+
+def load_safetensors_checked(path: Path) -> dict[str, Tensor]:
+    """Read a safetensors file; refuse pickles and report truncated/corrupt files clearly."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise CheckpointError(
+            path,
+            "is a pickle/torch.save file, not safetensors; refusing to unpickle it "
+            "(convert it with safetensors.torch.save_file from a trusted environment)",
+        )
+    if len(head) < 8:
+        raise CheckpointError(path, f"truncated: only {len(head)} bytes")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"truncated or corrupt safetensors file: {exc}") from None

@@ -1,0 +1,198 @@
+"""Evaluate a checkpoint on a task and split of a COCO-format data set (``neurogshn evaluate``).
+
+* ``retrieval``: any GSHN checkpoint (pretrained, i.e. zero-shot, or fine-tuned: the backbone of
+  a task checkpoint is used); any COCO captions + panoptic data set. Hard-negative diagnostics
+  when ``annotations/hard_negatives_{split}.json`` exists (or a file is named), otherwise they
+  are omitted and a note says so.
+* ``vqa`` / ``ve`` / ``nlvr2``: a checkpoint written by ``neurogshn finetune`` for that task and
+  the split's task file.
+
+Graphs are built (and cached) with the settings the checkpoint was trained with
+(:class:`~neurogshn.tasks.finetune.GraphSpec`), unless overridden.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from neurogshn.errors import CheckpointError, DataError
+from neurogshn.tasks.finetune import (
+    TASK_FILE,
+    GraphSpec,
+    filter_examples,
+    load_task_checkpoint,
+    load_task_examples,
+    read_task_json,
+    task_file,
+)
+
+EVAL_TASKS: tuple[str, ...] = ("retrieval", "vqa", "ve", "nlvr2")
+
+
+@dataclass
+class EvaluationResult:
+    """What an evaluation measured: flat ``metrics`` plus ``notes`` for the reader."""
+
+    task: str
+    checkpoint: str
+    data: str
+    split: str
+    metrics: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+    graph: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_graphs(
+    root: str | Path,
+    split: str,
+    spec: GraphSpec,
+    cache_dir: str | Path | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    device: Any = None,
+) -> Any:
+    """The split's graphs with ``spec``'s settings (from the cache when valid)."""
+    from neurogshn.graph.cache import load_graph_dataset
+
+    return load_graph_dataset(
+        root,
+        split,
+        segmenter=spec.segmenter,
+        backbone=spec.backbone,
+        nodes=spec.nodes,
+        edges=spec.edges,
+        cache_dir=cache_dir,
+        strict=strict,
+        progress=progress,
+        device=device,
+    )
+
+
+def graph_getter(graphs: Any) -> tuple[Any, Any]:
+    """``(get(image_id) -> Data, has(image_id) -> bool)`` for a graph dataset."""
+    ids = set(int(i) for i in graphs.image_ids)
+    return graphs.get_by_image_id, ids.__contains__
+
+
+def evaluate_checkpoint(
+    task: str,
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str = "test",
+    *,
+    batch_size: int = 64,
+    device: Any = None,
+    strict: bool = False,
+    hard_negatives: str | Path | bool | None = True,
+    graph_overrides: dict[str, str] | None = None,
+    cache_dir: str | Path | None = None,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Evaluate ``checkpoint`` on ``task`` / ``split`` of the data set at ``data``.
+
+    Args:
+        task: ``retrieval``, ``vqa``, ``ve`` or ``nlvr2``.
+        checkpoint: a checkpoint directory (``config.json`` + ``model.safetensors``, plus
+            ``task.json`` and head weights for the classification tasks).
+        data: data set root (COCO panoptic layout; our generated one or the real COCO 2017).
+        split: split name.
+        batch_size: graphs per forward pass.
+        device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"`` …
+        strict: stop at the first bad record of the data set / task file.
+        hard_negatives: retrieval only: ``True`` uses ``annotations/hard_negatives_{split}.json``
+            when present, ``False``/``None`` skips the diagnostics, a path names the file.
+        graph_overrides: ``GraphSpec`` fields to override (segmenter, backbone, nodes, edges).
+        cache_dir: graph cache directory (default: inside the data set).
+        max_images: retrieval only: the first N images.
+        progress: progress bars while building graphs.
+    """
+    from neurogshn.utils.runtime import resolve_device
+
+    if task not in EVAL_TASKS:
+        raise ValueError(f"unknown task {task!r} (known: {', '.join(EVAL_TASKS)})")
+    t0 = time.perf_counter()
+    ckpt = Path(checkpoint)
+    if not ckpt.is_dir():
+        raise CheckpointError(ckpt, "checkpoint directory not found")
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(root, "data set directory not found")
+    dev = resolve_device(device)
+    spec = GraphSpec.from_checkpoint(ckpt)
+    if graph_overrides:
+        spec = replace(spec, **{k: v for k, v in graph_overrides.items() if v is not None})
+    notes: list[str] = []
+
+    if task == "retrieval":
+        from neurogshn.data.coco import CocoPanopticDataset
+        from neurogshn.model.gshn import GSHN
+        from neurogshn.tasks.retrieval import evaluate_retrieval
+
+        model = GSHN.from_pretrained(ckpt, device=dev)
+        coco = CocoPanopticDataset(root, split, strict=strict)
+        if coco.skipped:
+            notes.append(f"{len(coco.skipped)} record(s) of the data set skipped (use --strict)")
+        graphs = load_graphs(root, split, spec, cache_dir, strict, progress, dev)
+        hn: Any = None
+        if hard_negatives is True:
+            path = task_file(root, "hard_negatives", split)
+            if path.is_file():
+                hn = path
+            else:
+                rel = path.relative_to(root)
+                notes.append(f"hard-negative diagnostics omitted: no {rel} in the data set")
+        elif hard_negatives:
+            hn = Path(hard_negatives)
+        else:
+            notes.append("hard-negative diagnostics omitted (not requested)")
+        metrics = evaluate_retrieval(
+            model, graphs, coco, hard_negatives=hn, batch_size=batch_size, max_images=max_images
+        )
+        if (ckpt / TASK_FILE).is_file():
+            notes.append(f"backbone of a fine-tuned {read_task_json(ckpt)['task']} checkpoint")
+        elif max_images is None:
+            notes.append("zero-shot retrieval: the checkpoint's embeddings, no task fine-tuning")
+    else:
+        model, meta = load_task_checkpoint(ckpt, device=dev)
+        if meta["task"] != task:
+            raise CheckpointError(
+                ckpt / TASK_FILE, f"checkpoint was fine-tuned for {meta['task']!r}, not {task!r}"
+            )
+        _, examples, skipped = load_task_examples(
+            root, task, split, labels=model.config.labels, strict=strict
+        )
+        if skipped:
+            notes.append(f"{len(skipped)} item(s) of the task file skipped: {skipped[0]}")
+        graphs = load_graphs(root, split, spec, cache_dir, strict, progress, dev)
+        get, has = graph_getter(graphs)
+        examples, dropped = filter_examples(examples, has)
+        if dropped:
+            notes.append(f"{dropped} item(s) dropped: an image has no graph")
+        oov = sum(e.label < 0 for e in examples)
+        if oov:
+            notes.append(
+                f"{oov} item(s) have an answer outside the head's vocabulary: counted as wrong"
+            )
+        if not examples:
+            raise DataError(task_file(root, task, split), "no usable item")
+        from neurogshn.tasks.finetune import evaluate_task
+
+        metrics = evaluate_task(model, examples, get, batch_size)
+    return EvaluationResult(
+        task=task,
+        checkpoint=str(ckpt),
+        data=str(root),
+        split=split,
+        metrics=metrics,
+        notes=notes,
+        graph=asdict(spec),
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,316 @@
+r"""Evaluation metrics for the downstream tasks: pure functions on tensors / arrays.
+
+Every function returns a ``dict[str, float]`` whose keys name the direction, the cut-off and
+the task, so that tables and JSON files are self-describing (``i2t_R@1``, ``t2i_R@5``,
+``rsum``, ``relational_acc``, ``vqa_acc``, ``vqa_acc_color``, ``ve_acc_entailment`` …).
+Accuracies and recalls are fractions in ``[0, 1]`` (tables print them as percentages).
+
+Retrieval protocol (the standard one of COCO/Flickr30k image-text retrieval, several captions
+per image). Given a similarity matrix :math:`S \in \mathbb{R}^{I \times C}` between ``I``
+images and ``C`` captions, and the image :math:`g(c)` each caption belongs to:
+
+* **image → text** (``i2t``): the rank of image :math:`i` is the rank of its *best-scored* own
+  caption among all captions, i.e. the number of *other* images' captions :math:`c'` with
+  :math:`S_{i c'} \ge \max_{c: g(c) = i} S_{i c}`. The image is a hit at ``K`` when that rank
+  is below ``K`` (any one of its captions in the top ``K``).
+* **text → image** (``t2i``): the rank of caption :math:`c` is the number of other images
+  :math:`i' \ne g(c)` with :math:`S_{i' c} \ge S_{g(c) c}`; a hit at ``K`` when it is below ``K``.
+* ``R@K`` is the fraction of hits (images for ``i2t``, captions for ``t2i``); ``rsum`` is the
+  sum of the six recalls in percent (maximum 600), as in the literature.
+
+**Ties** are resolved pessimistically and deterministically: a wrong candidate whose score
+*equals* the true one's is ranked *ahead* of it. A model that scores everything the same
+therefore gets a rank of ``(#candidates - #true)`` and not a lucky ``R@1 = 1`` from an
+index-ordered sort. The hard-negative diagnostics follow the same rule: a tie between the
+true caption and its negative counts as wrong (chance is 50%).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+RECALL_KS: tuple[int, ...] = (1, 5, 10)
+
+#: Hard-negative kinds of the task file (``hard_negatives_{split}.json``) → metric name.
+HARD_NEGATIVE_KINDS: dict[str, str] = {
+    "relation_swap": "relational_acc",
+    "attribute_swap": "attribute_acc",
+    "object_replace": "object_acc",
+}
+
+
+def _as_tensor(x: Any, dtype: torch.dtype | None = None) -> Tensor:
+    t = x.detach().cpu() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    return t.to(dtype) if dtype is not None else t
+
+
+def _as_list(x: Any) -> list[Any]:
+    if isinstance(x, Tensor):
+        return x.detach().cpu().tolist()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return list(x)
+
+
+def retrieval_ranks(
+    similarity: Tensor | np.ndarray,
+    caption_to_image: Tensor | np.ndarray | Sequence[int],
+    chunk_size: int = 1024,
+) -> tuple[Tensor, Tensor]:
+    """Ranks (0 = first) of the true items in both retrieval directions.
+
+    Args:
+        similarity: image-by-caption scores (higher = more similar). Must be finite.
+        caption_to_image: for every caption (column) the row index of its image.
+        chunk_size: rows / columns processed at once (bounds memory on large test sets).
+
+    Returns:
+        ``(i2t_ranks, t2i_ranks)``: ``i2t_ranks[i]`` is the rank of image ``i``'s best own
+        caption among all captions; ``t2i_ranks[c]`` the rank of caption ``c``'s image among
+        all images. Ties count against the true item (see the module docstring).
+
+    Shapes:
+        similarity: ``I×C``; caption_to_image: ``C``; outputs ``I`` and ``C`` (int64).
+
+    Raises:
+        ValueError: on shape mismatches, non-finite scores, out-of-range image indices or an
+            image without any caption.
+    """
+    sim = _as_tensor(similarity)
+    if sim.dtype != torch.float64:
+        sim = sim.to(torch.float32)  # no copy for float32 input (5k×25k COCO: 0.5 GB)
+    owner = _as_tensor(caption_to_image).to(torch.long).reshape(-1)
+    if sim.ndim != 2:
+        raise ValueError(f"similarity must be images×captions (2-D), got shape {tuple(sim.shape)}")
+    n_img, n_cap = sim.shape
+    if owner.numel() != n_cap:
+        raise ValueError(
+            f"caption_to_image has {owner.numel()} entries but similarity has {n_cap} captions"
+        )
+    if n_img == 0 or n_cap == 0:
+        raise ValueError("retrieval needs at least one image and one caption")
+    if not torch.isfinite(sim).all():
+        raise ValueError("similarity contains NaN or infinite scores")
+    if owner.min() < 0 or owner.max() >= n_img:
+        raise ValueError(f"caption_to_image values must lie in [0, {n_img}), got {owner.tolist()}")
+    counts = torch.bincount(owner, minlength=n_img)
+    if (counts == 0).any():
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"images without any caption (rows {missing[:10]}); drop them first")
+
+    # i2t: best own-caption score per image, then count other captions scoring >= it.
+    i2t = torch.empty(n_img, dtype=torch.long)
+    own_mask_full = owner.unsqueeze(0)  # 1×C
+    for start in range(0, n_img, chunk_size):
+        rows = torch.arange(start, min(start + chunk_size, n_img))
+        block = sim[rows]  # R×C
+        own = own_mask_full == rows.unsqueeze(1)  # R×C
+        best = block.masked_fill(~own, float("-inf")).max(dim=1).values  # R
+        i2t[rows] = ((block >= best.unsqueeze(1)) & ~own).sum(dim=1)
+
+    # t2i: score of the true image per caption, then count other images scoring >= it.
+    t2i = torch.empty(n_cap, dtype=torch.long)
+    for start in range(0, n_cap, chunk_size):
+        cols = torch.arange(start, min(start + chunk_size, n_cap))
+        block = sim[:, cols]  # I×R
+        true_rows = owner[cols]
+        true_score = block[true_rows, torch.arange(len(cols))]  # R
+        wrong = torch.ones_like(block, dtype=torch.bool)
+        wrong[true_rows, torch.arange(len(cols))] = False
+        t2i[cols] = ((block >= true_score.unsqueeze(0)) & wrong).sum(dim=0)
+    return i2t, t2i
+
+
+def retrieval_metrics(
+    similarity: Tensor | np.ndarray,
+    caption_to_image: Tensor | np.ndarray | Sequence[int],
+    ks: Iterable[int] = RECALL_KS,
+) -> dict[str, float]:
+    r"""Recall@K both ways, ``rsum`` and median ranks.
+
+    Args:
+        similarity: image-by-caption scores (``I×C``).
+        caption_to_image: image row of each caption (``C``).
+        ks: the cut-offs ``K``.
+
+    Returns:
+        ``{"i2t_R@K": ..., "t2i_R@K": ..., "rsum": ..., "i2t_MedR": ..., "t2i_MedR": ...,
+        "num_images": I, "num_captions": C}``. Recalls are fractions in [0, 1];
+        ``rsum = 100·Σ_K (i2t_R@K + t2i_R@K)``; median ranks are 1-based (1 = perfect).
+    """
+    i2t, t2i = retrieval_ranks(similarity, caption_to_image)
+    out: dict[str, float] = {}
+    ks = tuple(ks)
+    for direction, ranks in (("i2t", i2t), ("t2i", t2i)):
+        for k in ks:
+            out[f"{direction}_R@{k}"] = float((ranks < k).double().mean())
+    out["rsum"] = 100.0 * sum(out[f"{d}_R@{k}"] for d in ("i2t", "t2i") for k in ks)
+    out["i2t_MedR"] = float(torch.quantile(i2t.double() + 1, 0.5, interpolation="lower"))
+    out["t2i_MedR"] = float(torch.quantile(t2i.double() + 1, 0.5, interpolation="lower"))
+    out["num_images"] = float(i2t.numel())
+    out["num_captions"] = float(t2i.numel())
+    return out
+
+
+def pairwise_accuracy(
+    positive_scores: Tensor | np.ndarray | Sequence[float],
+    negative_scores: Tensor | np.ndarray | Sequence[float],
+) -> float:
+    """Fraction of pairs with ``positive > negative`` (ties count as wrong; chance is 0.5).
+
+    Shapes:
+        both inputs ``P``; returns a float (``nan`` when ``P == 0``).
+    """
+    pos = _as_tensor(positive_scores).to(torch.float64).reshape(-1)
+    neg = _as_tensor(negative_scores).to(torch.float64).reshape(-1)
+    if pos.shape != neg.shape:
+        raise ValueError(f"{pos.numel()} positive scores but {neg.numel()} negative scores")
+    if pos.numel() == 0:
+        return float("nan")
+    if not (torch.isfinite(pos).all() and torch.isfinite(neg).all()):
+        raise ValueError("scores contain NaN or infinite values")
+    return float((pos > neg).double().mean())
+
+
+def hard_negative_metrics(
+    positive_scores: Tensor | np.ndarray | Sequence[float],
+    negative_scores: Tensor | np.ndarray | Sequence[float],
+    kinds: Sequence[str],
+) -> dict[str, float]:
+    """Hard-negative diagnostics per kind of negative.
+
+    Each triple is (image, true caption, negative caption); it is correct when
+    ``score(image, true) > score(image, negative)`` strictly.
+
+    Args:
+        positive_scores: score of the true caption, one per triple.
+        negative_scores: score of the negative caption, one per triple.
+        kinds: kind of each triple: ``relation_swap``, ``attribute_swap`` or
+            ``object_replace`` (other names are reported as ``<kind>_acc``).
+
+    Returns:
+        ``relational_acc``, ``attribute_acc``, ``object_acc`` (for the kinds present) with
+        their counts ``relational_n`` …, and ``hard_negative_acc`` over all triples.
+    """
+    pos = _as_tensor(positive_scores).to(torch.float64).reshape(-1)
+    neg = _as_tensor(negative_scores).to(torch.float64).reshape(-1)
+    kinds = list(kinds)
+    if not (len(kinds) == pos.numel() == neg.numel()):
+        raise ValueError(
+            f"{pos.numel()} positive, {neg.numel()} negative scores and {len(kinds)} kinds"
+        )
+    out: dict[str, float] = {}
+    for kind in dict.fromkeys(kinds):
+        idx = torch.tensor([i for i, k in enumerate(kinds) if k == kind], dtype=torch.long)
+        name = HARD_NEGATIVE_KINDS.get(kind, f"{kind}_acc")
+        out[name] = pairwise_accuracy(pos[idx], neg[idx])
+        out[name[: -len("_acc")] + "_n"] = float(idx.numel())
+    if kinds:
+        out["hard_negative_acc"] = pairwise_accuracy(pos, neg)
+    return out
+
+
+def grouped_accuracy(
+    predictions: Sequence[Any] | Tensor | np.ndarray,
+    targets: Sequence[Any] | Tensor | np.ndarray,
+    groups: Sequence[Any] | None,
+    prefix: str,
+) -> dict[str, float]:
+    """Overall accuracy ``{prefix}_acc`` and one ``{prefix}_acc_{group}`` per group.
+
+    Predictions and targets may be labels of any hashable type (indices, strings, bools);
+    equality decides. Counts are returned as ``{prefix}_n`` and ``{prefix}_n_{group}``.
+    Groups appear in sorted order.
+    """
+    pred = _as_list(predictions)
+    tgt = _as_list(targets)
+    if len(pred) != len(tgt):
+        raise ValueError(f"{len(pred)} predictions but {len(tgt)} targets")
+    if groups is not None:
+        groups = _as_list(groups)
+        if len(groups) != len(tgt):
+            raise ValueError(f"{len(groups)} groups but {len(tgt)} targets")
+    correct = np.asarray([p == t for p, t in zip(pred, tgt)], dtype=bool)
+    out: dict[str, float] = {
+        f"{prefix}_acc": float(correct.mean()) if len(correct) else float("nan"),
+        f"{prefix}_n": float(len(correct)),
+    }
+    if groups is not None:
+        garr = np.asarray([str(g) for g in groups], dtype=object)
+        for g in sorted(set(garr.tolist())):
+            sel = garr == g
+            out[f"{prefix}_acc_{g}"] = float(correct[sel].mean())
+            out[f"{prefix}_n_{g}"] = float(sel.sum())
+    return out
+
+
+def vqa_accuracy(
+    predictions: Sequence[Any] | Tensor | np.ndarray,
+    answers: Sequence[Any] | Tensor | np.ndarray,
+    question_types: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """VQA accuracy, overall (``vqa_acc``) and per question type (``vqa_acc_color`` …).
+
+    One reference answer per question (our task file), so accuracy is exact match of the
+    predicted answer (index or string) with the reference.
+    """
+    return grouped_accuracy(predictions, answers, question_types, "vqa")
+
+
+def ve_accuracy(
+    predictions: Sequence[Any] | Tensor | np.ndarray,
+    labels: Sequence[Any] | Tensor | np.ndarray,
+) -> dict[str, float]:
+    """Visual-entailment accuracy overall (``ve_acc``) and per *true* label
+    (``ve_acc_entailment`` …, i.e. the recall of each label)."""
+    return grouped_accuracy(predictions, labels, _as_list(labels), "ve")
+
+
+def nlvr2_accuracy(
+    predictions: Sequence[bool] | Tensor | np.ndarray,
+    labels: Sequence[bool] | Tensor | np.ndarray,
+) -> dict[str, float]:
+    """NLVR2 accuracy (``nlvr2_acc``) and per true label (``nlvr2_acc_True``/``_False``)."""
+    pred = [bool(p) for p in _as_list(predictions)]
+    tgt = [bool(t) for t in _as_list(labels)]
+    return grouped_accuracy(pred, tgt, tgt, "nlvr2")
+
+
+def format_metrics_table(metrics: Mapping[str, float], title: str | None = None) -> str:
+    """A two-column plain-text table; fractions (``*_acc*``, ``R@K``) printed as percent."""
+    rows = []
+    for key, value in metrics.items():
+        if not isinstance(value, (int, float)):
+            continue
+        if "_acc" in key or "R@" in key:
+            text = f"{100.0 * value:6.2f} %"
+        elif (
+            key.endswith("_n")
+            or "_n_" in key
+            or key.startswith("num_")
+            or key == "images_without_captions"
+        ):
+            text = f"{int(value)}"
+        else:
+            text = f"{value:.2f}"
+        rows.append((key, text))
+    width = max([len(k) for k, _ in rows] + [6])
+    lines = [title] if title else []
+    lines += [f"{'metric':<{width}}  value", f"{'-' * width}  ---------"]
+    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def __getattr__(name: str) -> Any:
+    # ``evaluate_retrieval`` needs the model stack; it lives in ``neurogshn.tasks.retrieval``
+    # and is reachable from here as well for convenience.
+    if name == "evaluate_retrieval":
+        from neurogshn.tasks.retrieval import evaluate_retrieval
+
+        return evaluate_retrieval
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

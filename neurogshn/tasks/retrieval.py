@@ -1,0 +1,354 @@
+r"""Image-text retrieval evaluation (zero-shot or fine-tuned) on any COCO-format data set.
+
+:func:`evaluate_retrieval` embeds every image graph and every caption with a GSHN (eval mode,
+no gradients, in batches), scores all image-caption pairs by the cosine of their embeddings
+(:math:`s(i, c) = \hat v_i^\top \hat t_c`, both L2-normalised by the model) and computes the
+metrics of :mod:`neurogshn.tasks.metrics`: recall@K both ways in the several-captions-per-image
+protocol, ``rsum``, median ranks, and, when a hard-negatives file is given, the relational,
+attribute-binding and object-replacement accuracies (true caption vs its twin, same image).
+
+Nothing here depends on how the model was trained: calling it straight after pretraining is
+the zero-shot retrieval path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from neurogshn.errors import DataError
+from neurogshn.tasks.metrics import HARD_NEGATIVE_KINDS, hard_negative_metrics, retrieval_metrics
+from neurogshn.utils.runtime import resolve_device
+
+
+@dataclass(frozen=True)
+class HardNegativeTriple:
+    """One diagnostic triple: an image, its true caption and one negative twin.
+
+    Args:
+        image_id: the image.
+        caption: the true caption.
+        negative: the altered caption.
+        kind: ``relation_swap``, ``attribute_swap`` or ``object_replace``.
+    """
+
+    image_id: int
+    caption: str
+    negative: str
+    kind: str
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a parameter-less module)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _collate(graphs: Sequence[Any]) -> Any:
+    from torch_geometric.data import Batch
+
+    return Batch.from_data_list(list(graphs))
+
+
+@torch.no_grad()
+def encode_graphs(
+    model: nn.Module,
+    graphs: Sequence[Any],
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Image embeddings of a sequence of PyG graphs, in order.
+
+    Args:
+        model: a GSHN (anything with ``encode_image(batch).image_embeds``).
+        graphs: PyG ``Data`` objects (a list, or a dataset indexed ``0..len-1``).
+        batch_size: graphs per forward pass.
+        device: where to run; default the model's device.
+
+    Shapes:
+        returns ``len(graphs)×D`` (float32, on the CPU).
+    """
+    dev = model_device(model) if device is None else resolve_device(device)
+    out = []
+    for start in range(0, len(graphs), batch_size):
+        chunk = [graphs[i] for i in range(start, min(start + batch_size, len(graphs)))]
+        batch = _collate(chunk).to(dev)
+        out.append(model.encode_image(batch).image_embeds.float().cpu())
+    if not out:
+        raise ValueError("no graphs to encode")
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_texts(model: nn.Module, texts: Sequence[str], batch_size: int = 256) -> Tensor:
+    """Sentence embeddings of ``texts`` in order (``len(texts)×D`` float32 on the CPU)."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        out.append(model.encode_text(list(texts[start : start + batch_size])).text_embeds)
+    if not out:
+        raise ValueError("no texts to encode")
+    return torch.cat([o.float().cpu() for o in out])
+
+
+def _field(item: Any, name: str) -> Any:
+    if isinstance(item, Mapping):
+        return item.get(name)
+    return getattr(item, name, None)
+
+
+def load_hard_negative_items(path: str | Path) -> list[Any]:
+    """Items of a ``hard_negatives_{split}.json`` file (via the data package's loader when it
+    offers one, else parsed here against the documented schema)."""
+    path = Path(path)
+    try:
+        from neurogshn.data import tasks as data_tasks  # type: ignore[attr-defined]
+
+        loader = getattr(data_tasks, "load_hard_negatives", None)
+    except ImportError:
+        loader = None
+    if loader is not None:
+        loaded = loader(path)
+        return list(getattr(loaded, "items", loaded))
+    if not path.is_file():
+        raise DataError(path, "hard-negatives file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(path, f"not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise DataError(path, 'expected an object with an "items" list')
+    return data["items"]
+
+
+def hard_negative_triples(
+    items: Iterable[Any], image_ids: Iterable[int] | None = None
+) -> list[HardNegativeTriple]:
+    """Expand hard-negative items into triples, one per non-null negative.
+
+    Args:
+        items: dicts or objects with ``image_id``, ``caption`` and the optional negatives
+            ``relation_swap``, ``attribute_swap``, ``object_replace``.
+        image_ids: keep only these images (the ones being evaluated); ``None`` keeps all.
+    """
+    keep = None if image_ids is None else set(int(i) for i in image_ids)
+    triples = []
+    for item in items:
+        image_id = int(_field(item, "image_id"))
+        if keep is not None and image_id not in keep:
+            continue
+        caption = _field(item, "caption")
+        for kind in HARD_NEGATIVE_KINDS:
+            negative = _field(item, kind)
+            if negative:
+                triples.append(HardNegativeTriple(image_id, str(caption), str(negative), kind))
+    return triples
+
+
+def evaluate_retrieval(
+    model: nn.Module,
+    graph_dataset: Any,
+    coco_dataset: Any,
+    hard_negatives: Iterable[Any] | str | Path | None = None,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+    max_images: int | None = None,
+    hard_negative_scorer: str = "auto",
+) -> dict[str, float]:
+    """Zero-shot (or fine-tuned) image-text retrieval with the diagnostics.
+
+    Args:
+        model: a GSHN; put in eval mode for the call (its mode is restored afterwards) and
+            moved to ``device`` when one is given.
+        graph_dataset: the split's graphs (``.image_ids`` and ``.get_by_image_id(id)``, or a
+            sequence of ``Data`` with ``image_id``).
+        coco_dataset: the split's captions: anything with ``.captions: dict[int, list[str]]``
+            (e.g. ``CocoPanopticDataset``).
+        hard_negatives: items of a hard-negatives file, or its path; ``None`` skips the
+            diagnostics (the result then has no ``relational_acc`` …).
+        batch_size: graphs per forward pass (captions use ``4×`` this).
+        device: device to run on; default the model's current device.
+        max_images: evaluate only the first ``max_images`` images (in graph-dataset order).
+        hard_negative_scorer: how a (image, caption) pair is scored for the diagnostics:
+            ``"itc"`` the cosine of the embeddings; ``"itm"`` the model's image-text matching
+            head (match logit minus no-match logit; cross-attention from tokens to nodes);
+            ``"auto"`` ITM when the model has an ITM head, else ITC. The ITC figures are
+            always reported as ``*_acc_itc`` and the ITM ones as ``*_acc_itm``; the plain
+            ``relational_acc`` … are those of the chosen scorer.
+
+    The *blind control* ``relational_acc_blind`` … scores every triple with the chosen scorer
+    against another image (the next one in order): a model that reads the image falls to
+    about chance there, one that wins on text priors alone (e.g. a preferred word order) keeps
+    its accuracy. Compare the two before trusting a high diagnostic.
+
+    Returns:
+        The keys of :func:`~neurogshn.tasks.metrics.retrieval_metrics` (``i2t_R@1`` …
+        ``rsum``, ``i2t_MedR``, ``num_images``, ``num_captions``), ``images_without_captions``
+        (graphs left out for lack of captions) and, with hard negatives, those of
+        :func:`~neurogshn.tasks.metrics.hard_negative_metrics` (``relational_acc``,
+        ``attribute_acc``, ``object_acc``, counts ``*_n``, ``hard_negative_acc``).
+
+    Raises:
+        DataError: when no image has both a graph and at least one caption.
+    """
+    if device is not None:
+        model = model.to(resolve_device(device))
+    captions: Mapping[int, Sequence[str]] = coco_dataset.captions
+    graph_ids = [int(i) for i in _image_ids(graph_dataset)]
+    ids = [i for i in graph_ids if captions.get(i)]
+    if max_images is not None:
+        ids = ids[:max_images]
+    root = getattr(coco_dataset, "root", "<captions>")
+    if not ids:
+        raise DataError(root, "no image of the split has both a graph and a caption")
+    graphs = _GraphsById(graph_dataset, ids)
+
+    texts: list[str] = []
+    owner: list[int] = []
+    for row, image_id in enumerate(ids):
+        for caption in captions[image_id]:
+            texts.append(str(caption))
+            owner.append(row)
+
+    was_training = model.training
+    model.eval()
+    try:
+        image_embeds = encode_graphs(model, graphs, batch_size=batch_size)
+        text_embeds = encode_texts(model, texts, batch_size=4 * batch_size)
+        out = retrieval_metrics(image_embeds @ text_embeds.T, torch.tensor(owner))
+        out["images_without_captions"] = float(
+            len(graph_ids) - len([i for i in graph_ids if captions.get(i)])
+        )
+        if hard_negatives is not None:
+            items = (
+                load_hard_negative_items(hard_negatives)
+                if isinstance(hard_negatives, (str, Path))
+                else hard_negatives
+            )
+            triples = hard_negative_triples(items, ids)
+            if triples:
+                row_of = {image_id: row for row, image_id in enumerate(ids)}
+                rows = torch.tensor([row_of[t.image_id] for t in triples])
+                kinds = [t.kind for t in triples]
+                pos_t = encode_texts(model, [t.caption for t in triples], 4 * batch_size)
+                neg_t = encode_texts(model, [t.negative for t in triples], 4 * batch_size)
+                img = image_embeds[rows]
+                itc = hard_negative_metrics((img * pos_t).sum(-1), (img * neg_t).sum(-1), kinds)
+                out.update({f"{k}_itc": v for k, v in itc.items() if k.endswith("_acc")})
+                chosen = itc
+                # Blind control: every triple scored against another image (the next row).
+                blind_rows = (rows + 1) % len(ids)
+                blind_img = image_embeds[blind_rows]
+                blind = hard_negative_metrics(
+                    (blind_img * pos_t).sum(-1), (blind_img * neg_t).sum(-1), kinds
+                )
+                if _use_itm(model, hard_negative_scorer):
+                    pos_s, neg_s = itm_pair_scores(model, graphs, triples, rows, batch_size)
+                    itm = hard_negative_metrics(pos_s, neg_s, kinds)
+                    out.update({f"{k}_itm": v for k, v in itm.items() if k.endswith("_acc")})
+                    chosen = itm
+                    pos_b, neg_b = itm_pair_scores(model, graphs, triples, blind_rows, batch_size)
+                    blind = hard_negative_metrics(pos_b, neg_b, kinds)
+                # plain (chosen scorer) figures first, then the blind control, then per scorer
+                per_scorer = {k: out.pop(k) for k in list(out) if k.endswith(("_itc", "_itm"))}
+                out.update(chosen)
+                if len(ids) > 1:
+                    out.update({f"{k}_blind": v for k, v in blind.items() if k.endswith("_acc")})
+                out.update(per_scorer)
+            out["num_hard_negative_triples"] = float(len(triples))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _use_itm(model: nn.Module, scorer: str) -> bool:
+    if scorer not in ("auto", "itc", "itm"):
+        raise ValueError(f"hard_negative_scorer must be auto, itc or itm, got {scorer!r}")
+    has = getattr(model, "itm_head", None) is not None
+    if scorer == "itm" and not has:
+        raise ValueError("hard_negative_scorer='itm' but the model has no ITM head")
+    return has and scorer != "itc"
+
+
+@torch.no_grad()
+def itm_pair_scores(
+    model: nn.Module,
+    graphs: Sequence[Any],
+    triples: Sequence[HardNegativeTriple],
+    rows: Tensor,
+    batch_size: int = 64,
+) -> tuple[Tensor, Tensor]:
+    """ITM scores (match minus no-match logit) of each triple's true and negative caption.
+
+    Args:
+        model: a GSHN with ``itm_head``.
+        graphs: the evaluated graphs by row; ``rows[k]`` is triple ``k``'s image row.
+
+    Shapes:
+        returns two tensors of ``len(triples)`` (CPU float32).
+    """
+    from torch_geometric.utils import to_dense_batch
+
+    pos_out, neg_out = [], []
+    for start in range(0, len(triples), batch_size):
+        chunk = triples[start : start + batch_size]
+        batch = _collate([graphs[int(r)] for r in rows[start : start + batch_size]])
+        enc = model.encode_image(batch.to(model_device(model)))
+        nodes, node_mask = to_dense_batch(enc.node_embeds, enc.node_batch, batch_size=len(chunk))
+        for texts, out in (
+            ([t.caption for t in chunk], pos_out),
+            ([t.negative for t in chunk], neg_out),
+        ):
+            text = model.encode_text(texts)
+            logits = model.itm_head(text.token_embeds, text.attention_mask.bool(), nodes, node_mask)
+            out.append((logits[:, 1] - logits[:, 0]).float().cpu())
+    return torch.cat(pos_out), torch.cat(neg_out)
+
+
+def _image_ids(graph_dataset: Any) -> list[int]:
+    ids = getattr(graph_dataset, "image_ids", None)
+    if ids is not None:
+        return list(ids)
+    return [int(graph_dataset[i].image_id) for i in range(len(graph_dataset))]
+
+
+class _GraphsById:
+    """The graphs of ``ids`` in that order, from a graph dataset (indexable 0..len-1)."""
+
+    def __init__(self, graph_dataset: Any, ids: Sequence[int]) -> None:
+        self.dataset = graph_dataset
+        self.ids = list(ids)
+        if hasattr(graph_dataset, "get_by_image_id"):
+            self._get = graph_dataset.get_by_image_id
+        else:
+            index = {int(graph_dataset[i].image_id): i for i in range(len(graph_dataset))}
+            self._get = lambda image_id: graph_dataset[index[image_id]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> Any:
+        return self._get(self.ids[i])
+
+
+def summarize_retrieval(metrics: Mapping[str, float]) -> str:
+    """One line: R@1/5/10 both ways, rsum and the diagnostics that are present."""
+    parts = [
+        f"i2t R@1/5/10 {100 * metrics['i2t_R@1']:.1f}/{100 * metrics['i2t_R@5']:.1f}/"
+        f"{100 * metrics['i2t_R@10']:.1f}",
+        f"t2i R@1/5/10 {100 * metrics['t2i_R@1']:.1f}/{100 * metrics['t2i_R@5']:.1f}/"
+        f"{100 * metrics['t2i_R@10']:.1f}",
+        f"rsum {metrics['rsum']:.1f}",
+    ]
+    for key, label in (("relational_acc", "relational"), ("attribute_acc", "attribute")):
+        value = metrics.get(key)
+        if value is not None and not math.isnan(value):
+            parts.append(f"{label} {100 * value:.1f}%")
+    return " | ".join(parts)

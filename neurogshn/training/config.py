@@ -1,0 +1,416 @@
+"""Pretraining configuration: small typed dataclasses that round-trip to JSON.
+
+A :class:`TrainConfig` is built from defaults, then a JSON file (``--config FILE``), then
+``--set a.b=value`` overrides, each checked against the field's declared type. Unknown keys and
+ill-typed values raise :class:`~neurogshn.errors.ConfigError` naming the key (and the file).
+
+Example::
+
+    cfg = TrainConfig.from_json("configs/tiny.json")
+    cfg = cfg.with_overrides(["optim.lr=3e-4", "schedule.epochs=2", "model.overrides.time_steps=8"])
+    cfg.to_json("run/train_config.json")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from neurogshn.errors import ConfigError
+
+
+@dataclass
+class SceneGenerationConfig:
+    """Sizes of the embedded relational-scenes benchmark generated when ``data.root`` is empty.
+
+    Args:
+        train: number of training images.
+        val: number of validation images.
+        test: number of test images (retrieval is reported on this split).
+        image_size: side of the square images in pixels.
+        seed: generator seed (scenes, captions and hard negatives are a function of it).
+    """
+
+    train: int = 2000
+    val: int = 200
+    test: int = 1000
+    image_size: int = 128
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the image-caption data lives and which splits are used.
+
+    Args:
+        root: data set root (COCO panoptic layout, see docs/data.md).
+        train_split: split the model is pretrained on.
+        eval_split: split retrieval and hard-negative accuracy are reported on.
+        generate_if_missing: generate the embedded scenes into ``root`` when it has no
+            ``annotations/`` directory (only the example script and ``neurogshn pretrain``).
+        generate: sizes of the generated benchmark.
+        max_train_images: use only the first N training images (``None``: all).
+        max_eval_images: evaluate on the first N images of ``eval_split`` (``None``: all).
+        hard_negative_kinds: which hard negatives a step may draw for a caption, among
+            ``relation_swap``, ``attribute_swap``, ``object_replace``.
+        strict: stop at the first bad record instead of skipping it.
+    """
+
+    root: str = "data/scenes"
+    train_split: str = "train"
+    eval_split: str = "test"
+    generate_if_missing: bool = True
+    generate: SceneGenerationConfig = field(default_factory=SceneGenerationConfig)
+    max_train_images: int | None = None
+    max_eval_images: int | None = None
+    hard_negative_kinds: list[str] = field(
+        default_factory=lambda: ["relation_swap", "attribute_swap", "object_replace"]
+    )
+    strict: bool = False
+
+
+@dataclass
+class GraphConfig:
+    """How images become scene graphs (arguments of ``load_graph_dataset``)."""
+
+    segmenter: str = "gt"
+    backbone: str = "efficientnet_lite0"
+    nodes: str = "panoptic"
+    edges: str = "full"
+    cache_dir: str | None = None
+
+
+@dataclass
+class ModelSpec:
+    """Which GSHN to build: ``GSHN.from_config_name(name, **overrides)``.
+
+    Args:
+        name: a named model configuration of :mod:`neurogshn.model`.
+        overrides: ``GSHNConfig`` fields to override (validated by the model's config).
+        init_from: start from the weights of a checkpoint directory instead (``None``: random).
+    """
+
+    name: str = "default"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+
+
+@dataclass
+class LossWeights:
+    """Weights of the pretraining objectives (0 turns one off; ``None`` keeps the model's).
+
+    ITC: image-text InfoNCE; CL: spatio-temporal contrastive learning on the SNN's time
+    windows; STL: Spiked Text Learning; ITM: image-text matching with hard negatives.
+    """
+
+    itc: float | None = None
+    cl: float | None = None
+    stl: float | None = None
+    itm: float | None = None
+
+    def as_overrides(self) -> dict[str, float]:
+        """The weights that are set, as ``{name: weight}``."""
+        return {k: float(v) for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with decoupled weight decay and global-norm gradient clipping.
+
+    Args:
+        lr: peak learning rate of the graph/spiking/fusion parameters.
+        text_lr: peak learning rate of the trainable text-encoder layers (``None``: ``lr``).
+        weight_decay: AdamW decoupled weight decay (not applied to biases, norms, scalars).
+        betas: Adam moment coefficients.
+        eps: Adam epsilon.
+        grad_clip: maximum global gradient L2 norm (``0``: no clipping).
+    """
+
+    lr: float = 1e-3
+    text_lr: float | None = None
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+
+
+@dataclass
+class ScheduleConfig:
+    r"""Length of training and the learning-rate schedule.
+
+    Linear warm-up over ``warmup`` steps then cosine decay to ``min_lr_ratio·lr``:
+
+    .. math::
+        \eta(s) = \eta_0 \cdot \begin{cases} (s+1)/W & s < W \\
+        m + (1-m)\,\tfrac12\bigl(1+\cos(\pi\,\tfrac{s-W}{S-W})\bigr) & s \ge W\end{cases}
+
+    Args:
+        epochs: passes over the training split.
+        max_steps: stop after this many optimizer steps (``None``: ``epochs`` decide).
+        batch_size: images per step per process (each with one caption and its hard negative).
+        warmup: linear warm-up length W in steps (a value below 1 is a fraction of all steps).
+        min_lr_ratio: final learning rate as a fraction of the peak.
+    """
+
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 64
+    warmup: float = 0.05
+    min_lr_ratio: float = 0.05
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpointing of a run.
+
+    Args:
+        out_dir: run directory (checkpoints, ``log.csv``, ``train_config.json``, ``final/``).
+        every_steps: write a checkpoint every N optimizer steps (``0``: only the final one).
+        keep_last: keep the newest K step checkpoints (the ``final`` one is always kept).
+    """
+
+    out_dir: str = "runs/pretrain_stl"
+    every_steps: int = 100
+    keep_last: int = 2
+
+
+@dataclass
+class LogConfig:
+    """Logging: progress bar, CSV log every N steps, optional TensorBoard (if importable)."""
+
+    every_steps: int = 5
+    progress: bool = True
+    tensorboard: bool = False
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation after (and, with ``untrained``, before) pretraining.
+
+    Args:
+        enabled: evaluate retrieval and hard-negative accuracy at the end.
+        untrained: also evaluate the freshly initialised model, for the side-by-side table.
+        batch_size: images (and captions) per forward pass.
+        recall_ks: the K of recall@K.
+    """
+
+    enabled: bool = True
+    untrained: bool = True
+    batch_size: int = 128
+    recall_ks: list[int] = field(default_factory=lambda: [1, 5, 10])
+
+
+@dataclass
+class TrainConfig:
+    """Everything a pretraining run depends on (saved as ``train_config.json`` in the run).
+
+    Args:
+        data, graph, model, loss, optim, schedule, checkpoint, log, eval: the sections above.
+        seed: seeds model initialisation, data order, caption and hard-negative sampling.
+        device: ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
+        deterministic: ``torch.use_deterministic_algorithms`` (warn-only) and seeded everything.
+        threads: torch intra-op threads (``0``: leave torch's default).
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    loss: LossWeights = field(default_factory=LossWeights)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    device: str = "auto"
+    deterministic: bool = True
+    threads: int = 0
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A plain JSON-able dict (nested sections as dicts)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+        """Build from a (possibly partial) dict; unknown keys and bad types raise ConfigError."""
+        return _build(cls, data, prefix="", source=source)
+
+    def to_json(self, path: str | PathLike[str]) -> None:
+        """Write the config as JSON (atomically)."""
+        from neurogshn.utils.io import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_json(cls, path: str | PathLike[str]) -> TrainConfig:
+        """Read a (possibly partial) JSON config; missing keys keep their defaults."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: cannot read config file: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}: not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: a config file must hold a JSON object")
+        return cls.from_dict(data, source=str(p))
+
+    def with_overrides(self, assignments: list[str] | tuple[str, ...]) -> TrainConfig:
+        """Apply ``key.path=value`` assignments (``--set``); returns a new config.
+
+        The value is parsed as JSON when it parses (``3e-4``, ``true``, ``null``, ``[1,5]``),
+        otherwise taken as a string, then checked against the field's type. Keys below a
+        ``dict`` field (``model.overrides.time_steps=8``) are free-form.
+        """
+        data = self.to_dict()
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+            try:
+                value: Any = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+            _assign(data, type(self), key.split("."), value, key)
+        return TrainConfig.from_dict(data, source="--set")
+
+    def diff(self, other: TrainConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+        """Dotted keys whose values differ between two configs (``ignore``: key prefixes)."""
+        a, b = _flatten(self.to_dict()), _flatten(other.to_dict())
+        keys = sorted(set(a) | set(b))
+        return [
+            k
+            for k in keys
+            if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in ignore)
+        ]
+
+
+# ------------------------------------------------------------------------------------------
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _assign(data: dict[str, Any], cls: Any, parts: list[str], value: Any, full: str) -> None:
+    """Set ``data[parts...] = value`` after checking that the path exists in ``cls``."""
+    head, rest = parts[0], parts[1:]
+    if cls is dict or typing.get_origin(cls) is dict:
+        if rest:
+            sub = data.setdefault(head, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"--set {full}: {head!r} is not a mapping")
+            _assign(sub, dict, rest, value, full)
+        else:
+            data[head] = value
+        return
+    if not dataclasses.is_dataclass(cls):
+        raise ConfigError(f"--set {full}: {head!r} is below a non-section value")
+    hints = _hints(cls)
+    if head not in hints:
+        known = ", ".join(sorted(hints))
+        raise ConfigError(f"--set {full}: unknown key {head!r} (known here: {known})")
+    if not rest:
+        data[head] = value
+        return
+    sub_type = _strip_optional(hints[head])
+    if data.get(head) is None:
+        data[head] = {}
+    _assign(data[head], sub_type, rest, value, full)
+
+
+def _strip_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _build(cls: Any, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        where = prefix.rstrip(".") or "config"
+        raise ConfigError(f"{source}: {where} must be an object, got {data!r}")
+    hints = _hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(prefix + u for u in unknown)} "
+            f"(known in {where}: {', '.join(sorted(hints))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}", source)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints are accepted where floats are)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key, source)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{source}: {key} = {value!r} does not match {_name(tp)}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".", source)
+    if tp is Any:
+        return value
+    if origin is list or tp is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: {key} must be a list of {_name(item)}, got {value!r}")
+        return [_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be an object, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - every field above has one of these types
+        raise ConfigError(f"{source}: {key}: unsupported field type {tp!r}")
+    raise ConfigError(f"{source}: {key} must be {_name(tp)}, got {value!r}")
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

@@ -1,0 +1,206 @@
+"""Pretraining batches: images, one of their captions, and that caption's hard negative.
+
+Every step draws ``batch_size`` images (a seeded permutation per epoch, split between DDP ranks
+by :class:`torch.utils.data.DistributedSampler`), then for each image one of its captions and,
+when the hard-negatives file has any for that caption, one of its hard negatives (swapped
+relation, swapped attribute or replaced object) — all from a generator seeded by
+``(seed, epoch, batch index, rank)``. Batch ``b`` of epoch ``e`` is therefore a pure function of
+the seed, so an interrupted run resumes with exactly the batches it would have seen: the
+checkpoint only needs the epoch and the batch index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DistributedSampler
+
+from neurogshn.errors import DataError
+
+HARD_NEGATIVE_FIELDS: tuple[str, ...] = ("relation_swap", "attribute_swap", "object_replace")
+
+
+def step_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers (stable across processes and Python versions)."""
+    text = "/".join(str(int(p)) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def load_hard_negatives(path: str | Path) -> dict[tuple[int, int], dict[str, str]]:
+    """``{(image_id, caption_index): {kind: negative caption}}`` from a hard-negatives file.
+
+    Uses the data package's loader when present; otherwise parses the documented schema
+    (docs/data.md). Null negatives are left out.
+    """
+    path = Path(path)
+    items: list[Any]
+    try:
+        from neurogshn.data import tasks as data_tasks  # type: ignore[attr-defined]
+
+        loader = getattr(data_tasks, "load_hard_negatives", None)
+    except ImportError:
+        loader = None
+    if loader is not None:
+        loaded = loader(path)
+        items = list(getattr(loaded, "items", loaded))
+    else:
+        if not path.is_file():
+            raise DataError(path, "hard-negatives file not found")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(path, f"not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise DataError(path, 'expected an object with an "items" list')
+        items = data["items"]
+    out: dict[tuple[int, int], dict[str, str]] = {}
+    for item in items:
+        get = item.get if isinstance(item, Mapping) else (lambda k, it=item: getattr(it, k, None))
+        try:
+            key = (int(get("image_id")), int(get("caption_index")))
+        except (TypeError, ValueError):
+            raise DataError(
+                path, f"item without integer image_id/caption_index: {item!r}"
+            ) from None
+        negs = {k: str(get(k)) for k in HARD_NEGATIVE_FIELDS if get(k)}
+        if negs:
+            out.setdefault(key, {}).update(negs)
+    return out
+
+
+@dataclass
+class PretrainItemSource:
+    """What a pretraining step samples from.
+
+    Attributes:
+        graphs: a graph dataset (``len``, ``__getitem__`` → PyG ``Data``; ``image_ids``).
+        captions: ``{image_id: [caption, …]}``.
+        hard_negatives: ``{(image_id, caption_index): {kind: negative}}``.
+    """
+
+    graphs: Any
+    captions: Mapping[int, Sequence[str]]
+    hard_negatives: Mapping[tuple[int, int], Mapping[str, str]]
+
+
+class _IndexDataset(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+class PretrainingData:
+    """Deterministic pretraining batches for one process.
+
+    Args:
+        source: graphs, captions and hard negatives of the training split.
+        batch_size: images per step on this process.
+        seed: seeds the data order and the caption / hard-negative draws.
+        rank, world_size: this process's share (DistributedSampler).
+        kinds: hard-negative kinds a step may draw.
+        max_images: use only the first N images with captions.
+        batch_type: the batch class, called as ``batch_type(graphs, captions, hard_negatives)``
+            (default :class:`neurogshn.losses.objective.PretrainBatch`).
+
+    Raises:
+        DataError: when no image has both a graph and a caption.
+    """
+
+    def __init__(
+        self,
+        source: PretrainItemSource,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        kinds: Sequence[str] = HARD_NEGATIVE_FIELDS,
+        max_images: int | None = None,
+        batch_type: Any = None,
+    ) -> None:
+        unknown = set(kinds) - set(HARD_NEGATIVE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown hard-negative kinds {sorted(unknown)}")
+        self.source = source
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.kinds = tuple(kinds)
+        self.batch_type = batch_type
+        ids = getattr(source.graphs, "image_ids", None)
+        if ids is None:
+            ids = [int(source.graphs[i].image_id) for i in range(len(source.graphs))]
+        self.rows = [(i, int(a)) for i, a in enumerate(ids) if source.captions.get(int(a))]
+        if max_images is not None:
+            self.rows = self.rows[: int(max_images)]
+        if not self.rows:
+            raise DataError("<training split>", "no image has both a graph and a caption")
+        self.sampler = DistributedSampler(
+            _IndexDataset(len(self.rows)),
+            num_replicas=self.world_size,
+            rank=self.rank,
+            shuffle=True,
+            seed=self.seed,
+            drop_last=False,
+        )
+        self._order_epoch: int | None = None
+        self._order: list[int] = []
+
+    @property
+    def num_images(self) -> int:
+        return len(self.rows)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Full batches per epoch on each rank (at least one)."""
+        return max(1, len(self.sampler) // self.batch_size)
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """This rank's image rows in epoch ``epoch`` (a seeded permutation)."""
+        if self._order_epoch != epoch:
+            self.sampler.set_epoch(epoch)
+            self._order = list(iter(self.sampler))
+            self._order_epoch = epoch
+        return self._order
+
+    def batch(self, epoch: int, index: int) -> Any:
+        """Batch ``index`` of epoch ``epoch`` as a ``PretrainBatch``.
+
+        Shapes:
+            graphs: a PyG ``Batch`` of B graphs; captions and hard_negatives: B entries
+            (``None`` where the caption has no hard negative of an allowed kind).
+        """
+        from torch_geometric.data import Batch
+
+        batch_type = self.batch_type
+        if batch_type is None:
+            from neurogshn.losses.objective import PretrainBatch as batch_type
+        if not 0 <= index < self.steps_per_epoch:
+            raise IndexError(f"batch {index} outside 0..{self.steps_per_epoch - 1}")
+        order = self.epoch_order(epoch)
+        rows = order[index * self.batch_size : (index + 1) * self.batch_size]
+        gen = torch.Generator().manual_seed(step_seed(self.seed, epoch, index, self.rank))
+        graphs, captions, negatives = [], [], []
+        for row in rows:
+            graph_index, image_id = self.rows[row]
+            graphs.append(self.source.graphs[graph_index])
+            caps = self.source.captions[image_id]
+            c = int(torch.randint(len(caps), (1,), generator=gen))
+            captions.append(str(caps[c]))
+            options = self.source.hard_negatives.get((image_id, c), {})
+            available = [options[k] for k in self.kinds if k in options]
+            # Always draw, so that the stream of random numbers does not depend on the file.
+            pick = int(torch.randint(1 << 30, (1,), generator=gen))
+            negatives.append(available[pick % len(available)] if available else None)
+        return batch_type(Batch.from_data_list(graphs), captions, negatives)

@@ -1,0 +1,362 @@
+"""The pretraining job end to end (what ``neurogshn pretrain`` and examples/pretrain_stl.py run).
+
+1. data: generate the embedded relational scenes into ``data.root`` when it is missing;
+2. graphs: build (or load) the graph caches of the training and evaluation splits;
+3. model: ``GSHN.from_config_name(model.name, **overrides)`` sized to the graphs' features;
+4. evaluate the untrained model (retrieval both ways + hard-negative accuracies);
+5. pretrain (checkpoints, CSV log, exact resume, DDP under torchrun);
+6. evaluate the trained model, save ``final/`` and ``results.json``, print the summary table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neurogshn.errors import ConfigError, DataError
+from neurogshn.training.config import TrainConfig
+from neurogshn.training.distributed import (
+    DistInfo,
+    barrier,
+    cleanup_distributed,
+    init_distributed,
+    local_device,
+)
+from neurogshn.utils.io import write_json_atomic
+from neurogshn.utils.runtime import resolve_device, seed_everything
+
+RESULTS_FILE = "results.json"
+DEFAULT_RUNS_DIR = Path("runs") / "pretrain_stl"
+
+
+@dataclass
+class PretrainOutcome:
+    """What :func:`run_pretraining` returns (rank 0 has the evaluations)."""
+
+    run_dir: Path
+    final_dir: Path
+    untrained: dict[str, float] | None
+    trained: dict[str, float] | None
+    train: Any
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def set_determinism(cfg: TrainConfig) -> None:
+    """Seeds everything; deterministic algorithms (warn-only: CPU kernels are deterministic)."""
+    seed_everything(cfg.seed)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def ensure_scenes(cfg: TrainConfig, info: DistInfo, log: Any = print) -> Path:
+    """The data root, generated first when missing and ``data.generate_if_missing``."""
+    root = Path(cfg.data.root)
+    if not (root / "annotations").is_dir():
+        if not cfg.data.generate_if_missing:
+            raise DataError(
+                root,
+                "no annotations/ directory (generate it with `neurogshn data "
+                "scenes` or set data.generate_if_missing=true)",
+            )
+        if info.is_main:
+            from neurogshn.data.scenes import generate_scenes
+
+            g = cfg.data.generate
+            splits = {"train": g.train, "val": g.val, "test": g.test}
+            log(f"generating the relational scenes into {root} ({splits}, {g.image_size}px)")
+            generate_scenes(root, seed=g.seed, splits=splits, image_size=g.image_size)
+        barrier(info)
+    return root
+
+
+def load_split(cfg: TrainConfig, root: Path, split: str, info: DistInfo, device: Any) -> Any:
+    """A split's graph dataset (rank 0 builds the cache, the other ranks then read it)."""
+    from neurogshn.graph.cache import load_graph_dataset
+
+    kwargs = dict(
+        segmenter=cfg.graph.segmenter,
+        backbone=cfg.graph.backbone,
+        nodes=cfg.graph.nodes,
+        edges=cfg.graph.edges,
+        cache_dir=cfg.graph.cache_dir,
+        strict=cfg.data.strict,
+        progress=cfg.log.progress and info.is_main,
+        device=device,
+    )
+    if info.is_main:
+        graphs = load_graph_dataset(root, split, **kwargs)
+    barrier(info)
+    if not info.is_main:
+        graphs = load_graph_dataset(root, split, **kwargs)
+    return graphs
+
+
+def load_captions(cfg: TrainConfig, root: Path, split: str) -> Any:
+    from neurogshn.data.coco import CocoPanopticDataset
+
+    return CocoPanopticDataset(root, split, strict=cfg.data.strict)
+
+
+def hard_negatives_path(root: Path, split: str) -> Path:
+    return root / "annotations" / f"hard_negatives_{split}.json"
+
+
+def build_model(cfg: TrainConfig, graphs: Any) -> torch.nn.Module:
+    """GSHN from ``model.name`` + overrides (feature sizes from the graphs), or ``init_from``."""
+    from neurogshn.model.gshn import GSHN
+
+    if cfg.model.init_from:
+        return GSHN.from_pretrained(cfg.model.init_from)
+    overrides = dict(cfg.model.overrides)
+    overrides.setdefault("node_features", int(graphs.feature_dim))
+    overrides.setdefault("edge_features", int(graphs.edge_dim))
+    for key, weight in cfg.loss.as_overrides().items():
+        overrides[f"{key}_weight"] = weight  # the loss section wins
+    try:
+        return GSHN.from_config_name(cfg.model.name, **overrides)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"model {cfg.model.name!r} with overrides {overrides}: {exc}") from None
+
+
+def warm_text_cache(model: torch.nn.Module, source: Any) -> int:
+    """Encode every training text through the frozen text layers once, in a fixed order.
+
+    Besides the speed-up, this makes the memoised frozen states independent of the order in
+    which batches first met them (an interrupted and resumed run sees the same bits as an
+    uninterrupted one). Returns the number of texts (0 when the model has no such cache).
+    """
+    encoder = next((m for m in model.modules() if hasattr(m, "warm_cache")), None)
+    if encoder is None:
+        return 0
+    texts: list[str] = []
+    for image_id in sorted(source.captions):
+        texts.extend(str(c) for c in source.captions[image_id])
+    for key in sorted(source.hard_negatives):
+        texts.extend(source.hard_negatives[key][k] for k in sorted(source.hard_negatives[key]))
+    texts = list(dict.fromkeys(texts))
+    if hasattr(encoder, "clear_cache"):
+        encoder.clear_cache()
+    encoder.warm_cache(texts)
+    return len(texts)
+
+
+def build_objective(model: torch.nn.Module) -> Any:
+    from neurogshn.losses.objective import PretrainingObjective
+
+    # The loss section of the TrainConfig is already part of the model config (its weights
+    # decide which heads exist), so the objective takes the model config's weights.
+    return PretrainingObjective()
+
+
+def evaluate(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    graphs: Any,
+    coco: Any,
+    root: Path,
+    device: torch.device,
+) -> dict[str, float]:
+    """Retrieval both ways + hard-negative accuracies on ``data.eval_split``."""
+    from neurogshn.tasks.retrieval import evaluate_retrieval
+
+    hn = hard_negatives_path(root, cfg.data.eval_split)
+    return evaluate_retrieval(
+        model,
+        graphs,
+        coco,
+        hard_negatives=hn if hn.is_file() else None,
+        batch_size=cfg.eval.batch_size,
+        device=device,
+        max_images=cfg.data.max_eval_images,
+    )
+
+
+SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
+    ("i2t_R@1", "image→text R@1"),
+    ("i2t_R@5", "image→text R@5"),
+    ("i2t_R@10", "image→text R@10"),
+    ("t2i_R@1", "text→image R@1"),
+    ("t2i_R@5", "text→image R@5"),
+    ("t2i_R@10", "text→image R@10"),
+    ("relational_acc", "relational hard-neg. acc."),
+    ("attribute_acc", "attribute hard-neg. acc."),
+    ("object_acc", "object hard-neg. acc."),
+    ("rsum", "rsum (max 600)"),
+)
+
+
+def summary_table(untrained: Mapping[str, float] | None, trained: Mapping[str, float]) -> str:
+    """Untrained vs trained figures side by side (percent for recalls and accuracies)."""
+
+    def fmt(metrics: Mapping[str, float] | None, key: str) -> str:
+        if metrics is None or key not in metrics or math.isnan(metrics[key]):
+            return "—"
+        v = metrics[key]
+        return f"{v:.1f}" if key == "rsum" else f"{100 * v:.1f} %"
+
+    width = max(len(label) for _, label in SUMMARY_ROWS)
+    lines = [
+        f"{'metric':<{width}}  {'untrained':>10}  {'trained':>10}",
+        f"{'-' * width}  {'-' * 10}  {'-' * 10}",
+    ]
+    for key, label in SUMMARY_ROWS:
+        if key in trained:
+            lines.append(f"{label:<{width}}  {fmt(untrained, key):>10}  {fmt(trained, key):>10}")
+    return "\n".join(lines)
+
+
+def resolve_run_dir(out: str | None, resume: bool, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    """``--out`` as given; otherwise a new timestamped run under ``runs_dir`` (with ``--resume``:
+    the newest existing one)."""
+    if out:
+        return Path(out)
+    if resume:
+        existing = sorted(p for p in runs_dir.glob("*") if (p / "checkpoints").is_dir())
+        if not existing:
+            raise ConfigError(f"--resume: no run with checkpoints under {runs_dir}; pass --out")
+        return existing[-1]
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return runs_dir / stamp
+
+
+def run_pretraining(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    log: Any = print,
+) -> PretrainOutcome:
+    """Run the whole job (see the module docstring). Under torchrun every rank calls this."""
+    from neurogshn.training.data import PretrainingData, PretrainItemSource, load_hard_negatives
+    from neurogshn.training.trainer import Trainer
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    device = resolve_device(None if cfg.device == "auto" else cfg.device)
+    info = init_distributed(device)
+    device = local_device(device, info)
+    run_dir = Path(run_dir)
+    say = log if info.is_main else (lambda *a, **k: None)
+    try:
+        ckpt_root = run_dir / "checkpoints"
+        if not resume and ckpt_root.is_dir() and any(ckpt_root.iterdir()):
+            raise ConfigError(
+                f"{run_dir} already holds checkpoints: pass --resume to continue it or "
+                "--out for a new run"
+            )
+        set_determinism(cfg)
+        t = time.perf_counter()
+        root = ensure_scenes(cfg, info, say)
+        timings["data_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        train_graphs = load_split(cfg, root, cfg.data.train_split, info, device)
+        eval_graphs = (
+            load_split(cfg, root, cfg.data.eval_split, info, device) if cfg.eval.enabled else None
+        )
+        timings["graphs_s"] = time.perf_counter() - t
+        train_coco = load_captions(cfg, root, cfg.data.train_split)
+        hn_path = hard_negatives_path(root, cfg.data.train_split)
+        hard_negs = load_hard_negatives(hn_path) if hn_path.is_file() else {}
+        if not hard_negs:
+            say(f"note: no hard negatives in {hn_path}; ITM gets none")
+        source = PretrainItemSource(train_graphs, train_coco.captions, hard_negs)
+        data = PretrainingData(
+            source,
+            batch_size=cfg.schedule.batch_size,
+            seed=cfg.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+            kinds=cfg.data.hard_negative_kinds,
+            max_images=cfg.data.max_train_images,
+        )
+        seed_everything(cfg.seed)  # model init does not depend on what ran before
+        model = build_model(cfg, train_graphs).to(device)
+        objective = build_objective(model)
+        say(
+            f"model: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
+            f"trainable parameters; {data.num_images} training images, "
+            f"{data.steps_per_epoch} steps/epoch x {info.world_size} process(es); device {device}"
+        )
+
+        eval_coco = None
+        untrained = None
+        if cfg.eval.enabled and info.is_main:
+            eval_coco = load_captions(cfg, root, cfg.data.eval_split)
+            if cfg.eval.untrained and not resume:
+                t = time.perf_counter()
+                untrained = evaluate(cfg, model, eval_graphs, eval_coco, root, device)
+                timings["eval_untrained_s"] = time.perf_counter() - t
+                write_partial_results(run_dir, untrained)
+        barrier(info)
+        t = time.perf_counter()
+        n_texts = warm_text_cache(model, source)
+        timings["text_cache_s"] = time.perf_counter() - t
+        say(
+            f"text cache: {n_texts} training captions and hard negatives encoded "
+            f"({timings['text_cache_s']:.0f} s)"
+        )
+        seed_everything(cfg.seed)
+
+        trainer = Trainer(model, objective, data, cfg, run_dir, device, info)
+        if resume:
+            if trainer.resume():
+                say(f"resumed from {trainer.resumed_from} (step {trainer.step})")
+            else:
+                say(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting fresh")
+        t = time.perf_counter()
+        result = trainer.fit()
+        timings["train_s"] = time.perf_counter() - t
+        final_dir = trainer.save_model(run_dir / "final")
+
+        trained = None
+        if cfg.eval.enabled and info.is_main:
+            t = time.perf_counter()
+            trained = evaluate(cfg, model, eval_graphs, eval_coco, root, device)
+            timings["eval_trained_s"] = time.perf_counter() - t
+            if untrained is None and resume:
+                prev = _previous_results(run_dir)
+                untrained = prev.get("untrained") if prev else None
+        timings["total_s"] = time.perf_counter() - t_start
+        if info.is_main:
+            write_json_atomic(
+                run_dir / RESULTS_FILE,
+                {
+                    "untrained": untrained,
+                    "trained": trained,
+                    "steps": result.steps,
+                    "epochs": result.epochs_completed,
+                    "train_graphs_per_s": result.graphs_per_s,
+                    "world_size": info.world_size,
+                    "rank_weight_digests": result.rank_weight_digests,
+                    "device": str(device),
+                    "timings_s": timings,
+                    "final_dir": str(final_dir),
+                    "last_log": result.last_metrics,
+                },
+            )
+        return PretrainOutcome(run_dir, final_dir, untrained, trained, result, timings)
+    finally:
+        cleanup_distributed()
+
+
+def _previous_results(run_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = run_dir / RESULTS_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_partial_results(run_dir: Path, untrained: Mapping[str, float] | None) -> None:
+    """Record the untrained figures early, so a resumed run can still print them."""
+    write_json_atomic(run_dir / RESULTS_FILE, {"untrained": untrained, "trained": None})

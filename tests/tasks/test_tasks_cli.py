@@ -1,0 +1,290 @@
+"""`neurogshn finetune` / `neurogshn evaluate` end to end on the generated fixture and on a
+COCO-2017-layout copy of it (tests/tasks)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from neurogshn.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(scenes_root, tmp_path_factory) -> Path:
+    """An untrained gshn-tiny sized to the fixture's graphs (written like a pretraining run)."""
+    import torch
+
+    from neurogshn.graph.cache import load_graph_dataset
+    from neurogshn.model.gshn import GSHN
+
+    graphs = load_graph_dataset(scenes_root, "train", progress=False)
+    torch.manual_seed(0)
+    model = GSHN.from_config_name(
+        "gshn-tiny", node_features=graphs.feature_dim, edge_features=graphs.edge_dim
+    )
+    out = tmp_path_factory.mktemp("ckpt") / "final"
+    model.save_pretrained(out)
+    return out
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_evaluate_retrieval_cli(scenes_root, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(
+        [
+            "evaluate",
+            "--task",
+            "retrieval",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--data",
+            str(scenes_root),
+            "--split",
+            "test",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "t2i_R@1" in text and "i2t_R@10" in text
+    res = _json(out)
+    m = res["metrics"]
+    assert res["task"] == "retrieval" and res["split"] == "test"
+    assert m["num_images"] == 8 and m["num_captions"] >= 8
+    for key in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["i2t_R@1"] <= m["i2t_R@5"] <= m["i2t_R@10"]
+    assert m["rsum"] == pytest.approx(
+        100 * sum(m[f"{d}_R@{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10))
+    )
+    hn = scenes_root / "annotations" / "hard_negatives_test.json"
+    if hn.is_file():
+        assert 0.0 <= m["relational_acc"] <= 1.0 and m["relational_n"] > 0
+        assert 0.0 <= m["attribute_acc"] <= 1.0
+    # the same as calling the library directly
+    from neurogshn.data.coco import CocoPanopticDataset
+    from neurogshn.graph.cache import load_graph_dataset
+    from neurogshn.model.gshn import GSHN
+    from neurogshn.tasks.retrieval import evaluate_retrieval
+
+    direct = evaluate_retrieval(
+        GSHN.from_pretrained(tiny_checkpoint),
+        load_graph_dataset(scenes_root, "test", progress=False),
+        CocoPanopticDataset(scenes_root, "test"),
+        hard_negatives=hn if hn.is_file() else None,
+    )
+    assert direct["t2i_R@1"] == pytest.approx(m["t2i_R@1"])
+    assert direct["i2t_R@5"] == pytest.approx(m["i2t_R@5"])
+
+
+def _coco2017_copy(src: Path, dst: Path, split: str = "test", coco_split: str = "val") -> Path:
+    """The fixture's split laid out like COCO 2017 as a user downloads it."""
+    ann = dst / "annotations"
+    ann.mkdir(parents=True)
+    shutil.copytree(src / "images" / split, dst / f"{coco_split}2017")
+    shutil.copytree(src / f"panoptic_{split}", ann / f"panoptic_{coco_split}2017")
+    shutil.copy(
+        src / "annotations" / f"panoptic_{split}.json", ann / f"panoptic_{coco_split}2017.json"
+    )
+    shutil.copy(
+        src / "annotations" / f"captions_{split}.json", ann / f"captions_{coco_split}2017.json"
+    )
+    return dst
+
+
+def test_evaluate_retrieval_on_coco2017_layout(scenes_root, tiny_checkpoint, tmp_path, capsys):
+    coco = _coco2017_copy(scenes_root, tmp_path / "coco")
+    out_coco, out_ours = tmp_path / "coco.json", tmp_path / "ours.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--task",
+                "retrieval",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--data",
+                str(coco),
+                "--split",
+                "val",
+                "--json",
+                str(out_coco),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "hard-negative diagnostics omitted" in text
+    res = _json(out_coco)
+    assert "relational_acc" not in res["metrics"]
+    assert any("hard-negative diagnostics omitted" in n for n in res["notes"])
+    # same images, same graphs -> the same figures as on the original layout
+    assert (
+        main(
+            [
+                "evaluate",
+                "--task",
+                "retrieval",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--data",
+                str(scenes_root),
+                "--split",
+                "test",
+                "--no-hard-negatives",
+                "--json",
+                str(out_ours),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    ours = _json(out_ours)["metrics"]
+    for key in ("i2t_R@1", "i2t_R@5", "t2i_R@1", "t2i_R@10", "num_images", "num_captions"):
+        assert res["metrics"][key] == pytest.approx(ours[key]), key
+
+
+@pytest.mark.parametrize("task", ["vqa", "ve", "nlvr2"])
+def test_finetune_then_evaluate(task, scenes_root, tiny_checkpoint, tmp_path, capsys):
+    if not (scenes_root / "annotations" / f"{task}_train.json").is_file():
+        pytest.skip(f"the fixture has no {task} task file")
+    out = tmp_path / f"ft_{task}"
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                task,
+                "--from",
+                str(tiny_checkpoint),
+                "--data",
+                str(scenes_root),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert {p.name for p in out.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "task_head.safetensors",
+        "task.json",
+    }
+    meta = _json(out / "task.json")
+    assert meta["task"] == task and len(meta["history"]) == 1
+    res_path = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--task",
+                task,
+                "--checkpoint",
+                str(out),
+                "--data",
+                str(scenes_root),
+                "--split",
+                "test",
+                "--json",
+                str(res_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    m = _json(res_path)["metrics"]
+    acc = m[f"{task}_acc"]
+    assert 0.0 <= acc <= 1.0 and not math.isnan(acc)
+    if task == "vqa":
+        assert any(k.startswith("vqa_acc_") for k in m)
+    # a task checkpoint's backbone still serves retrieval
+    assert (
+        main(
+            [
+                "evaluate",
+                "--task",
+                "retrieval",
+                "--checkpoint",
+                str(out),
+                "--data",
+                str(scenes_root),
+                "--split",
+                "test",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    # the wrong task is a clean error
+    other = "ve" if task != "ve" else "vqa"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--task",
+                other,
+                "--checkpoint",
+                str(out),
+                "--data",
+                str(scenes_root),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    assert "fine-tuned for" in capsys.readouterr().err
+
+
+def test_task_eval_needs_task_checkpoint(scenes_root, tiny_checkpoint, capsys):
+    rc = main(
+        [
+            "evaluate",
+            "--task",
+            "vqa",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--data",
+            str(scenes_root),
+            "--no-progress",
+        ]
+    )
+    assert rc == 2
+    assert "task.json" in capsys.readouterr().err
+
+
+def test_corrupt_head_weights(scenes_root, tiny_checkpoint, tmp_path):
+    from neurogshn.errors import CheckpointError
+    from neurogshn.model.gshn import GSHN
+    from neurogshn.tasks.finetune import (
+        build_task_model,
+        load_task_checkpoint,
+        save_task_checkpoint,
+    )
+
+    model = build_task_model(
+        GSHN.from_pretrained(tiny_checkpoint), "ve", ["entailment", "neutral", "contradiction"]
+    )
+    out = save_task_checkpoint(model, tmp_path / "ve")
+    loaded, meta = load_task_checkpoint(out)
+    assert loaded.config.task == "ve"
+    assert meta["head"]["labels"] == ["entailment", "neutral", "contradiction"]
+    (out / "task_head.safetensors").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(CheckpointError, match=r"task_head\.safetensors"):
+        load_task_checkpoint(out)

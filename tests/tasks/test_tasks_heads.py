@@ -1,0 +1,183 @@
+"""Task heads, task files and the fine-tuning loop on a stand-in backbone (tests/tasks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from neurogshn.errors import DataError
+from neurogshn.tasks.finetune import (
+    FinetuneConfig,
+    TaskExample,
+    build_task_model,
+    evaluate_task,
+    finetune,
+    load_task_examples,
+    read_task_json,
+    task_metrics,
+)
+from neurogshn.tasks.heads import TaskHeadConfig
+
+COLORS = ["red", "green", "blue", "gray"]
+
+
+def _graphs(n: int) -> dict[int, Data]:
+    """Image i: a global node + two objects; object 1's color is i % 4 (one-hot feature)."""
+    out = {}
+    for i in range(n):
+        x = torch.zeros(3, 4)
+        x[0] = 0.25
+        x[1, i % 4] = 1.0
+        x[2, (i + 1) % 4] = 1.0
+        ei = torch.tensor([[0, 0, 1, 2], [1, 2, 0, 0]])
+        out[i] = Data(x=x, edge_index=ei, image_id=torch.tensor([i]))
+    return out
+
+
+def test_head_config_validation():
+    with pytest.raises(ValueError, match="unknown task"):
+        TaskHeadConfig(task="caption", labels=["a", "b"])
+    with pytest.raises(ValueError, match="2 labels"):
+        TaskHeadConfig(task="vqa", labels=["a"])
+    cfg = TaskHeadConfig(task="nlvr2", labels=["False", "True"], embed_dim=16, heads=2)
+    assert cfg.num_images == 2
+    assert TaskHeadConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_vqa_head_learns_node_level_answer(tiny_backbone, tmp_path):
+    graphs = _graphs(24)
+    ex = [TaskExample(i, (i,), "what color is the first object", i % 4, "color") for i in range(24)]
+    model = build_task_model(
+        tiny_backbone, "vqa", COLORS, {"heads": 2, "hidden": 32, "dropout": 0.0}
+    )
+    before = evaluate_task(model, ex, graphs.__getitem__)
+    cfg = FinetuneConfig(epochs=40, batch_size=8, lr=1e-2, backbone_lr=1e-2, seed=0)
+    result = finetune(
+        model,
+        ex,
+        graphs.__getitem__,
+        cfg,
+        out_dir=tmp_path / "ft",
+        val_examples=ex,
+        progress=False,
+        log=lambda s: None,
+    )
+    after = evaluate_task(model, ex, graphs.__getitem__)
+    assert after["vqa_acc"] == 1.0, (before, after)
+    assert after["vqa_acc_color"] == 1.0
+    hist = result["history"]
+    assert len(hist) == 40 and hist[-1]["loss"] < hist[0]["loss"]
+    meta = read_task_json(tmp_path / "ft")
+    assert meta["task"] == "vqa" and meta["head"]["labels"] == COLORS
+    assert (tmp_path / "ft" / "task_head.safetensors").is_file()
+    assert (tmp_path / "ft" / "model.safetensors").is_file()
+    assert len(meta["history"]) == 40
+
+
+def test_nlvr2_head_two_images(tiny_backbone):
+    graphs = _graphs(8)
+    # "true" when the two images have the same object-1 colour
+    ex = [
+        TaskExample(k, (i, j), "both show the same color", int(i % 4 == j % 4))
+        for k, (i, j) in enumerate([(0, 4), (1, 5), (0, 1), (2, 3), (3, 7), (2, 5)])
+    ]
+    model = build_task_model(tiny_backbone, "nlvr2", ["False", "True"], {"heads": 2})
+    m = evaluate_task(model, ex, graphs.__getitem__)
+    assert set(m) >= {"nlvr2_acc", "nlvr2_acc_True", "nlvr2_acc_False"}
+    with pytest.raises(ValueError, match="2 image"):
+        model.head(
+            [
+                tiny_backbone.encode_image(
+                    __import__("torch_geometric").data.Batch.from_data_list([graphs[0]])
+                )
+            ],
+            tiny_backbone.encode_text(["x"]),
+        )
+
+
+def test_task_metrics_per_group():
+    ex = [TaskExample(0, (0,), "q", 0, "color"), TaskExample(1, (0,), "q", 1, "count")]
+    m = task_metrics("vqa", ["red", "2"], ex, torch.tensor([0, 0]))
+    assert m["vqa_acc"] == 0.5 and m["vqa_acc_color"] == 1.0 and m["vqa_acc_count"] == 0.0
+
+
+def test_load_task_files(tmp_path):
+    ann = tmp_path / "annotations"
+    ann.mkdir()
+    (ann / "vqa_val.json").write_text(
+        json.dumps(
+            {
+                "answers": ["red", "yes", "2"],
+                "questions": [
+                    {
+                        "question_id": 1,
+                        "image_id": 3,
+                        "question": "color?",
+                        "answer": "red",
+                        "type": "color",
+                    },
+                    {
+                        "question_id": 2,
+                        "image_id": 3,
+                        "question": "how many?",
+                        "answer": "7",
+                        "type": "count",
+                    },
+                    {"question_id": 3, "image_id": 3, "question": "missing answer"},
+                ],
+            }
+        )
+    )
+    labels, ex, skipped = load_task_examples(tmp_path, "vqa", "val")
+    assert labels == ["red", "yes", "2"] and len(ex) == 1 and len(skipped) == 2
+    assert ex[0] == TaskExample(1, (3,), "color?", 0, "color", "red")
+    with pytest.raises(DataError, match="not in the label vocabulary"):
+        load_task_examples(tmp_path, "vqa", "val", strict=True)
+    # with a head's vocabulary an unseen answer is kept and always counts as wrong
+    _, ex, skipped = load_task_examples(tmp_path, "vqa", "val", labels=["red", "2"])
+    assert [e.label for e in ex] == [0, -1] and len(skipped) == 1
+    m = task_metrics("vqa", ["red", "2"], ex, torch.tensor([0, 0]))
+    assert m["vqa_acc"] == 0.5 and m["vqa_acc_count"] == 0.0
+    (ann / "ve_val.json").write_text(
+        json.dumps(
+            {
+                "labels": ["entailment", "contradiction"],
+                "items": [{"id": 5, "image_id": 1, "statement": "s", "label": "contradiction"}],
+            }
+        )
+    )
+    labels, ex, _ = load_task_examples(tmp_path, "ve", "val")
+    assert ex[0].label == 1 and ex[0].image_ids == (1,)
+    (ann / "nlvr2_val.json").write_text(
+        json.dumps(
+            {
+                "items": [
+                    {
+                        "id": "a",
+                        "left_image_id": 1,
+                        "right_image_id": 2,
+                        "statement": "s",
+                        "label": True,
+                    },
+                    {
+                        "id": "b",
+                        "left_image_id": 1,
+                        "right_image_id": 2,
+                        "statement": "s",
+                        "label": "yes",
+                    },
+                ]
+            }
+        )
+    )
+    labels, ex, skipped = load_task_examples(tmp_path, "nlvr2", "val")
+    assert labels == ["False", "True"] and ex[0].label == 1 and ex[0].image_ids == (1, 2)
+    assert len(skipped) == 1
+    with pytest.raises(DataError, match="task file not found"):
+        load_task_examples(tmp_path, "vqa", "test")
+    (ann / "vqa_test.json").write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_task_examples(tmp_path, "vqa", "test")

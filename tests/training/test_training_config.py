@@ -1,0 +1,93 @@
+"""TrainConfig: JSON round-trip, --set overrides with type checks, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from neurogshn.errors import ConfigError
+from neurogshn.training.config import TrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_json_round_trip(tmp_path: Path) -> None:
+    cfg = TrainConfig().with_overrides(["optim.lr=3e-4", "model.overrides.time_steps=8"])
+    cfg.to_json(tmp_path / "c.json")
+    back = TrainConfig.from_json(tmp_path / "c.json")
+    assert back == cfg
+    assert back.optim.lr == 3e-4 and back.model.overrides == {"time_steps": 8}
+
+
+def test_partial_file_keeps_defaults(tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text(json.dumps({"schedule": {"epochs": 3}, "seed": 7}))
+    cfg = TrainConfig.from_json(tmp_path / "p.json")
+    assert cfg.schedule.epochs == 3 and cfg.seed == 7
+    assert cfg.optim == TrainConfig().optim
+
+
+def test_set_parses_and_checks_types() -> None:
+    cfg = TrainConfig().with_overrides(
+        [
+            "schedule.max_steps=12",
+            "schedule.max_steps=null",
+            "optim.weight_decay=0",
+            "data.root=some/dir",
+            "log.progress=false",
+            "eval.recall_ks=[1,3]",
+            "loss.itm=0.25",
+        ]
+    )
+    assert cfg.schedule.max_steps is None
+    assert isinstance(cfg.optim.weight_decay, float) and cfg.optim.weight_decay == 0.0
+    assert cfg.data.root == "some/dir" and cfg.log.progress is False
+    assert cfg.eval.recall_ks == [1, 3] and cfg.loss.as_overrides() == {"itm": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "fragment"),
+    [
+        ("optim.lrr=1", "unknown key 'lrr'"),
+        ("nope.x=1", "unknown key 'nope'"),
+        ("schedule.epochs=1.5", "schedule.epochs must be int"),
+        ("schedule.epochs=true", "schedule.epochs must be int"),
+        ("log.progress=3", "log.progress must be bool"),
+        ("optim.lr=fast", "optim.lr must be float"),
+        ("optim=3", "optim must be an object"),
+        ("schedule.batch_size", "expected key.path=value"),
+    ],
+)
+def test_set_errors_name_the_key(assignment: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("(", r"\(")):
+        TrainConfig().with_overrides([assignment])
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"optim": {"lr": 1e-3, "momentum": 0.9}}')
+    with pytest.raises(ConfigError, match=r"bad\.json.*optim\.momentum"):
+        TrainConfig.from_json(bad)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"optim": ')
+    with pytest.raises(ConfigError, match=r"broken\.json: not valid JSON"):
+        TrainConfig.from_json(broken)
+    with pytest.raises(ConfigError, match="not found"):
+        TrainConfig.from_json(tmp_path / "missing.json")
+
+
+def test_diff_lists_changed_keys() -> None:
+    a = TrainConfig()
+    b = a.with_overrides(["optim.lr=0.5", "device=cpu", "model.overrides.embed_dim=64"])
+    assert a.diff(b) == ["device", "model.overrides.embed_dim", "optim.lr"]
+    assert a.diff(b, ignore=("device", "model")) == ["optim.lr"]
+
+
+def test_shipped_configs_load_and_default_matches_code() -> None:
+    default = TrainConfig.from_json(CONFIGS / "pretrain_default.json")
+    assert default == TrainConfig(), (
+        "configs/pretrain_default.json and TrainConfig() defaults have drifted apart"
+    )
+    tiny = TrainConfig.from_json(CONFIGS / "tiny.json")
+    assert tiny.schedule.batch_size <= 16

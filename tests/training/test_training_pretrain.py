@@ -1,0 +1,185 @@
+"""`neurogshn pretrain` end to end on the tiny config: summary, checkpoints, and exact resume
+after a SIGKILL (bit-identical final weights to an uninterrupted run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "tiny.json"
+# 24 training images, batch 8 -> 3 steps/epoch; 8 epochs = 24 steps; checkpoint every 4.
+COMMON = ["--config", str(TINY), "--set", "schedule.epochs=8", "--set", "checkpoint.every_steps=4"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONHASHSEED="0",
+    )
+    return env
+
+
+def _cmd(root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "neurogshn.cli",
+        "pretrain",
+        *COMMON,
+        "--data",
+        str(root),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "final" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def reference_run(scenes_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "reference"
+    proc = subprocess.run(
+        _cmd(scenes_root, out), env=_env(), capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out / "stdout.txt").write_text(proc.stdout)
+    return out
+
+
+def test_pretrain_prints_summary_and_writes_run(reference_run: Path) -> None:
+    stdout = (reference_run / "stdout.txt").read_text()
+    for label in (
+        "image→text R@1",
+        "text→image R@10",
+        "relational hard-neg. acc.",
+        "untrained",
+        "trained",
+        "checkpoint:",
+        "wall time:",
+    ):
+        assert label in stdout, label
+    results = json.loads((reference_run / "results.json").read_text())
+    assert results["steps"] == 24
+    for key in ("i2t_R@1", "t2i_R@1", "relational_acc"):
+        assert 0.0 <= results["trained"][key] <= 1.0
+        assert 0.0 <= results["untrained"][key] <= 1.0
+    ckpts = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
+    assert ckpts == ["step-00000020", "step-00000024"]  # keep_last = 2
+    rows = (reference_run / "log.csv").read_text().splitlines()
+    assert len(rows) == 1 + 24 and rows[0].startswith("step,epoch,loss")
+    # The final directory is a loadable model whose weights moved away from the checkpoint of
+    # step 20 (training really happened) and equal the last step checkpoint.
+    final = _weights(reference_run)
+    last = load_file(str(reference_run / "checkpoints" / "step-00000024" / "model.safetensors"))
+    step20 = load_file(str(reference_run / "checkpoints" / "step-00000020" / "model.safetensors"))
+    assert all(torch.equal(final[k], last[k]) for k in final)
+    assert any(not torch.equal(final[k], step20[k]) for k in final)
+
+
+def test_sigkill_then_resume_is_bit_identical(
+    reference_run: Path, scenes_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "killed"
+    extra = ["--set", "eval.enabled=false"]
+    proc = subprocess.Popen(
+        _cmd(scenes_root, out, *extra),
+        env=_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    first = out / "checkpoints" / "step-00000004"
+    deadline = time.monotonic() + 240
+    try:
+        while not first.is_dir() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.is_dir(), "no checkpoint appeared"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (out / "final").exists()
+    steps = [int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*")]
+    assert max(steps) < 24
+
+    # Resuming with another learning rate is refused with a clear error.
+    bad = subprocess.run(
+        _cmd(scenes_root, out, *extra, "--resume", "--set", "optim.lr=0.5"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert bad.returncode == 2
+    assert "train_config.json" in bad.stderr and "optim.lr" in bad.stderr
+
+    resumed = subprocess.run(
+        _cmd(scenes_root, out, *extra, "--resume"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ref, got = _weights(reference_run), _weights(out)
+    assert ref.keys() == got.keys()
+    differing = [k for k in ref if not torch.equal(ref[k], got[k])]
+    assert not differing, f"{len(differing)} tensors differ, e.g. {differing[:3]}"
+    rows = [r.split(",")[0] for r in (out / "log.csv").read_text().splitlines()[1:]]
+    assert rows == [str(s) for s in range(1, 25)]
+
+
+def test_pretrain_refuses_a_used_run_dir_without_resume(
+    reference_run: Path, scenes_root: Path
+) -> None:
+    proc = subprocess.run(
+        _cmd(scenes_root, reference_run),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_corrupt_checkpoint_on_resume_names_the_file(
+    reference_run: Path, scenes_root: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    out = tmp_path / "corrupt"
+    shutil.copytree(reference_run, out)
+    weights = out / "checkpoints" / "step-00000024" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    proc = subprocess.run(
+        _cmd(scenes_root, out, "--resume", "--set", "eval.enabled=false"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2
+    assert "step-00000024/model.safetensors: truncated" in proc.stderr
