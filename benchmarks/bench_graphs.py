@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+
     from neurogshn.data.coco import CocoPanopticDataset
     from neurogshn.data.scenes import generate_scenes
-
     from neurogshn.features import get_backbone
     from neurogshn.graph.builder import GraphBuilderConfig, build_graph, torch_threads
-    from neurogshn.graph.cache import _category_names, build_graph_cache
+    from neurogshn.graph.cache import build_graph_cache, dataset_category_names
     from neurogshn.segmentation import get_segmenter, segment_record
 
     tmp = None
@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         splits = {"train": args.train, "test": args.test}
         t = time.perf_counter()
         root = generate_scenes(
-            work / "scenes", seed=args.seed, splits=splits, image_size=args.image_size
+            work / "scenes",
+            seed=args.seed,
+            splits=splits,
+            image_size=args.image_size,
+            progress=False,
         )
         t_gen = time.perf_counter() - t
         n_total = sum(splits.values())
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         from neurogshn.features.segment import FeatureLayout
 
         layout = FeatureLayout(
-            bb.feature_dim, tuple(_category_names(ds)), tuple(s.channels for s in bb.stages)
+            bb.feature_dim, tuple(dataset_category_names(ds)), tuple(s.channels for s in bb.stages)
         )
         strides = [s.stride for s in bb.stages]
         t = time.perf_counter()

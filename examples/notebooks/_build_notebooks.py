@@ -7,6 +7,8 @@ executed by tests/examples/test_notebooks.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -24,10 +26,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything runs offline
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-import json
 import tempfile
 import warnings
 from pathlib import Path
+
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -35,6 +37,7 @@ import torch
 from IPython.display import Image, display
 
 warnings.filterwarnings("ignore", category=UserWarning)
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 torch.set_num_threads(1)  # the notebooks are sized for one CPU core
 WORK = Path(tempfile.mkdtemp(prefix="neurogshn_nb_"))
 print("working directory:", WORK)
@@ -138,7 +141,7 @@ ROOT = generate_scenes(
     progress=False,
 )
 test_set = CocoPanopticDataset(ROOT, "test")
-fig, axes = plt.subplots(1, 4, figsize=(11, 3))
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8), layout="constrained")
 for ax, i in zip(axes, range(4)):
     ax.imshow(test_set[i].image)
     ax.set_title(f"test image {test_set[i].image_id}", fontsize=9)
@@ -170,6 +173,8 @@ if CHECKPOINT is None:
     CHECKPOINT = outcome.final_dir
 model = GSHN.from_pretrained(CHECKPOINT, device="cpu").eval()
 c = model.config
+if c.mode == "gat_only":
+    raise ValueError(f"{CHECKPOINT}: mode 'gat_only' has no spiking branch to look at")
 print(f"\\ncheckpoint {CHECKPOINT}: mode {c.mode!r}, T = {c.time_steps} time steps, "
       f"spiking layers of {c.snn_hidden} LIF neurons")
 """),
@@ -195,8 +200,8 @@ graphs = load_graph_dataset(ROOT, "test", progress=False, **asdict(spec))
 chosen = [graphs.get_by_image_id(test_set[i].image_id) for i in range(4)]
 with torch.no_grad():
     enc = model.encode_image(Batch.from_data_list(chosen), record_voltages=True)
-for l, z in enumerate(enc.spikes):
-    print(f"layer {l + 1}: spikes {tuple(z.shape)} (T × nodes × neurons), "
+for li, z in enumerate(enc.spikes):
+    print(f"layer {li + 1}: spikes {tuple(z.shape)} (T × nodes × neurons), "
           f"{int(z.sum())} spikes in total")
 print("nodes per image:", [g.num_nodes for g in chosen], "(node 0 of each = global node)")
 """),
@@ -268,14 +273,14 @@ layer: rows are nodes, columns neurons, colour = spikes per step.
 from neurogshn.viz import plot_rate_heatmap, plot_rate_histogram, rate_summary
 
 print(f"{'layer':<8}{'mean rate':>10}{'silent':>9}{'saturated':>11}{'spikes':>9}")
-for l, z in enumerate(enc.spikes):
+for li, z in enumerate(enc.spikes):
     s = rate_summary(z)
-    print(f"{l + 1:<8}{s.mean_rate:>10.3f}{s.silent_fraction:>9.1%}"
+    print(f"{li + 1:<8}{s.mean_rate:>10.3f}{s.silent_fraction:>9.1%}"
           f"{s.saturated_fraction:>11.1%}{s.spikes:>9d}")
 first = enc.node_batch == 0
 show(plot_rate_heatmap(enc.spikes[-1][:, first], node_names=names,
                        layer_name=f"LIF layer {len(enc.spikes)} (test image {rec.image_id})"))
-layer_names = [f"LIF layer {l + 1}" for l in range(len(enc.spikes))]
+layer_names = [f"LIF layer {li + 1}" for li in range(len(enc.spikes))]
 show(plot_rate_histogram(enc.spikes, layer_names=layer_names))
 """),
     md("""
@@ -319,10 +324,7 @@ with torch.no_grad():
     itc = (enc0.image_embeds @ text.text_embeds.T)[0]
     itm = None
     if getattr(model, "itm_head", None) is not None:
-        nodes, node_mask = enc0.dense_nodes()
-        logits = model.itm_head(text.token_embeds, text.attention_mask.bool(),
-                                nodes.expand(2, -1, -1), node_mask.expand(2, -1))
-        itm = logits[:, 1] - logits[:, 0]
+        itm = model.match_scores(Batch.from_data_list([g0, g0]), texts, scorer="itm")
 fig, ax = plt.subplots(figsize=(2.6, 2.6))
 ax.imshow(rec.image)
 ax.set_title(f"test image {rec.image_id}", fontsize=9)
@@ -378,7 +380,7 @@ else:
         r = t_rates[b][text.token_mask[b]]
         means.append(r.mean(0))
         plot_rate_heatmap(rates=r, node_names=words, ax=ax)
-        ax.set_title(f"text spike code, {label}\n“{texts[b]}”", fontsize=9)
+        ax.set_title(f"text spike code, {label}\\n“{texts[b]}”", fontsize=9)
         ax.set_ylabel("content token")
     x_bar = enc0.snn_latent.mean(0)  # the image's mean node code
     h = np.arange(x_bar.numel())
@@ -398,9 +400,28 @@ else:
           "(1 = the relation swap leaves the text code unchanged)")
 """),
     md("""
+**What to conclude.** With the tiny model the true caption and its relation swap get almost the
+same scores and almost the same caption-level spike code: a dozen training steps on 24 images
+do not teach relations, and a code averaged over tokens is by construction close to a bag of
+words — word order reaches it only through the text encoder's context. Telling “A above B”
+from “B above A” is the job of the token–node alignment and the ITM head after real
+pretraining (`make pretrain`, then set `CHECKPOINT` above to its `final/` directory and rerun):
+the relational hard-negative accuracy printed in step 2 is the number to watch.
+"""),
+    md("""
 **What next?** `neurogshn raster --checkpoint CKPT --data DIR --index I --out raster.png` writes
 the one-image summary figure from the command line; notebook 2 shows how scene graphs are built,
 notebook 3 how the spiking branch goes to Loihi (Lava) and what it would cost in energy.
+"""),
+    md("""
+**Clean up.** Everything above was written under `WORK`, a temporary directory (a trained
+checkpoint lies in `WORK/run/final`). The next cell deletes it; skip it to keep the files.
+"""),
+    code("""
+import shutil
+
+shutil.rmtree(WORK, ignore_errors=True)
+print("removed", WORK)
 """),
 ]
 
@@ -464,9 +485,10 @@ print("edge feature columns:", EDGE_ATTR_COLUMNS)
     md("""
 **How to read the figure.** Left: the image. Middle: the segments, each labelled
 `node index: category`. Right: the graph drawn over the faded image — a dot per segment at its
-centroid (orange = *thing*, a countable object; green = *stuff*, a background region such as
-sky or grass), the global node as a star above the image, and the edges coloured by type (see
-the legend). Every edge is stored in both directions; the drawing shows each pair once.
+centroid (red = *thing*, a countable object; green = *stuff*, a background region such as sky
+or grass; purple = a region of unknown category), the global node as a star above the image,
+and the edges coloured by type (see the legend). Every edge is stored in both directions; the
+drawing shows each pair once.
 """),
     code("""
 show(inspect_figure(record.image, seg, graph, builder.layout,
@@ -479,8 +501,9 @@ show(inspect_figure(record.image, seg, graph, builder.layout,
 The node set is a choice of the graph builder (`GraphBuilderConfig(nodes=...)`, or
 `--set graph.nodes=...` in training):
 
-* `patches` — a regular `P × P` grid of image cells (no segmentation needed; the “ViT-like”
-  baseline). Grey squares are the cells;
+* `patches` — a regular `P × P` grid of image cells (the “ViT-like” baseline; the segmentation
+  in the middle panel is not used, so the cells have no category and are drawn purple). Grey
+  squares are the cells, edges join neighbouring cells;
 * `boxes` — one node per segment, but its visual features are pooled over the segment's
   **bounding box** instead of its exact mask (what a detector would give). Grey rectangles are
   the boxes.
@@ -547,6 +570,16 @@ print("nodes per image in the batch:", torch.bincount(batch.batch).tolist())
 figure for any data set record (`--segmenter`, `--nodes`, `--edges` as above), and
 `neurogshn data graphs --data DIR` fills the graph cache ahead of training.
 """),
+    md("""
+**Clean up.** Everything above was written under `WORK`, a temporary directory (a trained
+checkpoint lies in `WORK/run/final`). The next cell deletes it; skip it to keep the files.
+"""),
+    code("""
+import shutil
+
+shutil.rmtree(WORK, ignore_errors=True)
+print("removed", WORK)
+"""),
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -605,8 +638,10 @@ node features of a few test graphs), and writes three files: `<name>.net` (the n
 Lava loads), `<name>.json` (a sidecar with the quantization, neuron parameters and what stays
 on the host) and `<name>.host.safetensors` (the host-side input weights).
 
-For each layer the table gives the relative RMS error that quantizing the weights caused, how
-many weights had to be clipped, and the integer threshold (`vth_mant`) of its neurons.
+For each layer the table gives what it receives on the chip, the relative RMS error that
+quantization caused (layer 1: its graded input messages; later layers: their 8-bit weights),
+how many weights had to be clipped, and the integer threshold (`vth_mant`) of its neurons.
+The last lines list what stays on the host (CPU/GPU).
 """),
     code("""
 from neurogshn.hardware.export import export_lava, load_export
@@ -620,11 +655,15 @@ print(f"calibration: {len(inputs)} test images, {sum(len(i) for i in inputs)} no
 result = export_lava(branch, WORK / "export", "spiking_encoder", np.concatenate(inputs))
 for f in sorted((WORK / "export").iterdir()):
     print(f"  {f.name:<32} {f.stat().st_size:>9,d} bytes")
-print(f"\\n{'layer':<12}{'weight rel. RMS error':>22}{'clipped weights':>17}{'vth_mant':>10}")
-for layer in result.sidecar["quantization"]["layers"]:
-    err = layer.get("weight_rel_rms_error", float("nan"))
-    print(f"{layer['name']:<12}{err:>22.4f}{layer.get('weights_clipped', 0):>17}"
-          f"{layer.get('vth_mant', '—'):>10}")
+print(f"\\n{'layer':<7}{'input on the chip':<42}{'rel. RMS error':>15}{'clipped':>9}"
+      f"{'vth_mant':>10}")
+for k, layer in enumerate(result.sidecar["quantization"]["layers"]):
+    err = layer.get("weight_rel_rms_error", layer.get("input_rel_rms_error", float("nan")))
+    print(f"{k + 1:<7}{layer['kind']:<42}{err:>15.2e}{layer.get('weights_clipped', 0):>9}"
+          f"{layer['vth_mant']:>10}")
+print("\\nstays on the host:")
+for item in result.sidecar["stays_on_host"]:
+    print("  -", item)
 """),
     md("""
 ## 3 · Verify in Lava's simulator
@@ -648,8 +687,8 @@ lava = report["lava_vs_reference"]
 print(f"Lava {lava['run_config']} vs fixed-point reference, {lava['nodes']} nodes × "
       f"{report['time_steps']} steps")
 print(f"{'layer':<8}{'identical':>11}")
-for l, same in enumerate(lava["identical_per_layer"]):
-    print(f"{l + 1:<8}{'yes' if same else 'NO':>11}")
+for k, same in enumerate(lava["identical_per_layer"]):
+    print(f"{k + 1:<8}{'yes' if same else 'NO':>11}")
 print(f"agreement = {lava['agreement']:.0%} ({lava['mismatching_entries']} mismatching spikes)")
 print(f"\\nfloat model vs quantized export ({report['nodes']} nodes):")
 print(f"{'layer':<8}{'same spike':>11}{'rate float':>12}{'rate quant.':>13}{'|Δrate|':>9}")
@@ -670,30 +709,37 @@ costs. All numbers are **estimates**, not measurements — use them to compare o
 a chip's power figure.
 """),
     code("""
+import json
+
 from neurogshn.hardware.energy_report import energy_report
 
 energy = energy_report(CHECKPOINT, data=ROOT, split="test", n_images=8)
 print("inputs:", energy["inputs"])
-print("\\nactivity of the quantized branch:")
-for layer in energy["activity_quantized"]["layers"]:
-    print("  ", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in layer.items()})
+print("\\nactivity of the quantized branch, per graph node:")
+print(f"{'layer':<7}{'neurons':>8}{'fan-in':>8}{'spikes':>9}{'firing rate':>13}"
+      f"{'synaptic ops':>14}")
+for k, layer in enumerate(energy["activity_quantized"]["layers"]):
+    print(f"{k + 1:<7}{layer['size']:>8}{layer['fan_in']:>8}{layer['spikes']:>9.1f}"
+          f"{layer['firing_rate']:>13.3f}{layer['synaptic_ops']:>14.0f}")
 print("\\nenergy per image (estimates):")
 for name, pj in energy["energy_per_image_pJ"].items():
     print(f"  {name:<22} {pj / 1e6:>12.4f} µJ")
-(WORK / "energy.json").write_text(json.dumps(energy, indent=2))
+_ = (WORK / "energy.json").write_text(json.dumps(energy, indent=2))  # what the CLI writes
 """),
     md("""
-**How to read the bar chart.** Each bar is the estimated energy to process one image with one
-option (the unit is chosen so the numbers stay readable; mind the log scale if shown): the
-spiking branch on Loihi or on 45 nm CMOS, the same layers as a conventional ANN, and the GAT.
-The SNN's cost scales with the number of spikes, the ANN's with the number of weights — sparse
-firing is where the SNN saves energy.
+**How to read the bar chart.** Bars are grouped by hardware profile (x axis); each bar is the
+estimated energy to process one image (number on top; the unit is in the y label and the y
+axis is logarithmic): blue the spiking branch, orange the same layers run as a conventional
+network (ANN, every multiply-accumulate executed), green the GAT branch on the host. The SNN's
+cost grows with the number of spikes, the ANN's with the number of weights, so sparse firing is
+where the SNN saves energy. In this tiny, barely trained model the first layer's input is a
+dense graded message per neuron, so SNN and ANN cost about the same.
 """),
     code("""
 from neurogshn.viz import energy_table, plot_energy
 
 for profile, parts in energy_table(energy).items():
-    print(f"{profile:<22}", {k: f"{v:.3g} J" for k, v in parts.items()})
+    print(f"{profile:<10}", ", ".join(f"{k} {v * 1e6:.3f} µJ" for k, v in parts.items()))
 show(plot_energy(energy, title="energy per image (estimates)"))
 """),
     md("""
@@ -701,6 +747,16 @@ show(plot_energy(energy, title="energy per image (estimates)"))
 `neurogshn verify --export EXPORT --checkpoint C --data DIR` (exit code 1 if Lava and the
 reference differ), `neurogshn energy --checkpoint C --data DIR --json energy.json --plot
 energy.png`.
+"""),
+    md("""
+**Clean up.** Everything above was written under `WORK`, a temporary directory (a trained
+checkpoint lies in `WORK/run/final`). The next cell deletes it; skip it to keep the files.
+"""),
+    code("""
+import shutil
+
+shutil.rmtree(WORK, ignore_errors=True)
+print("removed", WORK)
 """),
 ]
 
@@ -723,6 +779,12 @@ def build(out_dir: Path = HERE) -> list[Path]:
         path = out_dir / name
         nbformat.write(nb, path)
         paths.append(path)
+    # The committed notebooks are ruff-clean: sort imports and format the code cells.
+    ruff = [sys.executable, "-m", "ruff"]
+    subprocess.run(
+        [*ruff, "check", "--quiet", "--fix", "--select", "I", *map(str, paths)], check=True
+    )
+    subprocess.run([*ruff, "format", "--quiet", *map(str, paths)], check=True)
     return paths
 
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from neurogshn.errors import ConfigError
     from neurogshn.features.backbone import get_backbone
     from neurogshn.graph.builder import SceneGraphBuilder
-    from neurogshn.graph.cache import _category_names
+    from neurogshn.graph.cache import dataset_category_names
     from neurogshn.graph.draw import inspect_figure
     from neurogshn.segmentation import get_segmenter, segment_record
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     segmenter = get_segmenter(args.segmenter, **opts)
     seg = segment_record(segmenter, record)
     builder = SceneGraphBuilder(
-        get_backbone(args.backbone, args.device), _category_names(ds), builder_config(args)
+        get_backbone(args.backbone, args.device), dataset_category_names(ds), builder_config(args)
     )
     graph = builder(record.image, seg, int(record.image_id))
     title = (

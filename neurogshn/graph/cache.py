@@ -279,9 +279,11 @@ class CacheKey:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-normalised (tuples → lists, unknown objects → str), so that a key read back
+        from ``index.json`` compares equal."""
         from dataclasses import asdict
 
-        return asdict(self)
+        return json.loads(json.dumps(asdict(self), sort_keys=True, default=str))
 
     def digest(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
@@ -320,7 +322,9 @@ def _skipped_dicts(items: Any) -> list[dict[str, str]]:
     return out
 
 
-def _category_names(dataset: Any) -> list[str]:
+def dataset_category_names(dataset: Any) -> list[str]:
+    """Category names of a data set (``dataset.categories``), in category-id order: the
+    one-hot vocabulary of the node features."""
     cats = getattr(dataset, "categories", None) or {}
     return [str(cats[k]["name"]) for k in sorted(cats)]
 
@@ -391,7 +395,7 @@ def build_graph_cache(
         else segmenter
     )
     ds = dataset if dataset is not None else _open_dataset(root_p, split, strict)
-    categories = _category_names(ds)
+    categories = dataset_category_names(ds)
     key = CacheKey(
         root=str(root_p.resolve()),
         split=split,

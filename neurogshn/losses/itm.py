@@ -1,37 +1,90 @@
-r"""Image-text matching (ITM) with hard negatives.
+r"""Image-text matching (ITM): a cross-encoder over caption tokens and scene-graph nodes.
 
-Head (:class:`ITMHead`): the caption's token embeddings attend to the image's node embeddings
-through ``itm_layers`` pre-norm cross-attention blocks (tokens → nodes, then feed-forward); the
-masked mean of the resulting token states goes through a
-linear classifier with two logits (no match / match).
+Head (:class:`ITMHead`, BLIP-style fusion, Li et al. 2022): the caption's token embeddings
+``h`` go through ``itm_layers`` pre-norm fusion blocks, each
 
-Pairs per batch of ``B`` images with captions (ALBEF-style mining, Li et al. 2021, plus the
-data's negatives):
+.. math::
+    h \leftarrow h + \mathrm{SA}(\mathrm{LN}(h)) \;[\text{if self\_attention}],\quad
+    h \leftarrow h + \mathrm{CA}(\mathrm{LN}(h), \mathrm{LN}(\tilde V)),\quad
+    h \leftarrow h + \mathrm{FFN}(\mathrm{LN}(h))
+
+where the nodes the tokens cross-attend to carry their position (if ``node_position``):
+:math:`\tilde V_n = V'_n + W_p\,\phi(p_n)`, :math:`p_n \in [0,1]^2` the node centroid
+(``graphs.pos``) and :math:`\phi(p) = [p, \sin(2^k\pi p), \cos(2^k\pi p)]_{k<K}` Fourier
+features. The masked mean of the final token states goes through a linear classifier with two
+logits (no match / match); the *match score* of a pair is ``logit[1] - logit[0]``.
+
+Why both parts: to tell "a red circle left of a blue square" from its relation-swapped twin a
+token must fetch the *position* of the node it names (cross-attention to position-carrying
+nodes), and the tokens must then *compare* what they fetched (self-attention after the
+cross-attention). A single cross-attention block followed by mean pooling can do neither; it
+aligns objects but stays at chance on relations (docs/model.md, "Relational matching").
+
+Pairs per batch of ``B`` images with captions:
 
 - ``B`` positives: image ``i`` with its caption ``i``;
-- ``B`` in-batch hard negative captions: for image ``i`` a caption ``j`` sampled with probability
-  :math:`\propto \exp(u_i^\top c_j / 0.05)` over captions whose text differs from caption ``i``;
-- ``B`` in-batch hard negative images: for caption ``j`` an image sampled likewise;
-- the data's hard negatives: image ``i`` with its caption's relation-/attribute-swapped twin.
+- the data's hard negatives: image ``i`` with its caption's relation-/attribute-swapped or
+  object-replaced twin (these are what teach relations and attribute binding);
+- optionally (``itm_batch_negatives``, ALBEF-style mining, Li et al. 2021) ``B`` in-batch hard
+  negative captions: for image ``i`` a caption ``j`` sampled with probability
+  :math:`\propto \exp(u_i^\top c_j / 0.05)` over captions whose text differs from caption ``i``,
+  and ``B`` in-batch hard negative images likewise.
 
-:math:`\mathcal{L}_{ITM}` is the cross-entropy over all pairs. Sampling uses torch's global RNG
-(seeded runs are deterministic). Mining similarities are detached.
+:math:`\mathcal{L}_{ITM}` is the cross-entropy over all pairs (with the data's negatives alone,
+positives and negatives are balanced 1:1). Sampling uses torch's global RNG (seeded runs are
+deterministic). Mining similarities are detached.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class CrossAttentionBlock(nn.Module):
-    r"""Pre-norm cross-attention block: :math:`h \leftarrow h + \mathrm{MHA}(\mathrm{LN}(h),
-    V, V)`, then :math:`h \leftarrow h + \mathrm{FFN}(\mathrm{LN}(h))` (tokens ``h`` query the
-    nodes ``V``; the text tokens are already contextualised by the text encoder, so there is no
-    token self-attention here)."""
+class NodePositionEncoding(nn.Module):
+    r"""Learned projection of Fourier features of node centroids,
+    :math:`W_p\,[p, \sin(2^k\pi p), \cos(2^k\pi p)]_{k=0}^{K-1}`.
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    Args:
+        dim: output size ``D``.
+        frequencies: number of octaves ``K``.
+
+    Shapes:
+        - pos ``*×2`` (centroids in [0, 1]) → ``*×D``
+    """
+
+    def __init__(self, dim: int, frequencies: int = 4) -> None:
+        super().__init__()
+        self.register_buffer(
+            "freqs", math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32), False
+        )
+        self.proj = nn.Linear(2 + 4 * frequencies, dim)
+
+    def reset_parameters(self) -> None:
+        self.proj.reset_parameters()
+
+    def forward(self, pos: Tensor) -> Tensor:
+        pos = pos.to(self.proj.weight.dtype)
+        angles = (pos.unsqueeze(-1) * self.freqs.to(pos.dtype)).flatten(-2)
+        return self.proj(torch.cat([pos, angles.sin(), angles.cos()], dim=-1))
+
+
+class CrossAttentionBlock(nn.Module):
+    r"""Pre-norm fusion block: optional token self-attention, cross-attention of the tokens
+    ``h`` to the nodes ``V``, feed-forward (see module docstring).
+
+    Args:
+        dim: embedding size ``D``.
+        heads: attention heads.
+        dropout: dropout.
+        self_attention: add the token self-attention sub-layer (BLIP); without it the tokens
+            never exchange what they fetched from the nodes.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float, self_attention: bool = False) -> None:
         super().__init__()
         self.norm_q = nn.LayerNorm(dim)
         self.norm_kv = nn.LayerNorm(dim)
@@ -41,13 +94,24 @@ class CrossAttentionBlock(nn.Module):
             nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
         )
         self.dropout = nn.Dropout(dropout)
+        self.self_attention = bool(self_attention)
+        if self.self_attention:
+            self.norm_self = nn.LayerNorm(dim)
+            self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
     def reset_parameters(self) -> None:
         for m in (self.norm_q, self.norm_kv, self.norm_ff, self.ff[0], self.ff[3]):
             m.reset_parameters()
         self.attn._reset_parameters()
+        if self.self_attention:
+            self.norm_self.reset_parameters()
+            self.self_attn._reset_parameters()
 
-    def forward(self, h: Tensor, nodes: Tensor, node_mask: Tensor) -> Tensor:
+    def forward(self, h: Tensor, token_mask: Tensor, nodes: Tensor, node_mask: Tensor) -> Tensor:
+        if self.self_attention:
+            q = self.norm_self(h)
+            a, _ = self.self_attn(q, q, q, key_padding_mask=~token_mask, need_weights=False)
+            h = h + self.dropout(a)
         kv = self.norm_kv(nodes)
         a, _ = self.attn(self.norm_q(h), kv, kv, key_padding_mask=~node_mask, need_weights=False)
         h = h + self.dropout(a)
@@ -55,41 +119,83 @@ class CrossAttentionBlock(nn.Module):
 
 
 class ITMHead(nn.Module):
-    """Cross-attention matching head.
+    """Cross-encoder matching head (see module docstring).
 
     Args:
         dim: embedding size ``D``.
         heads: attention heads.
-        layers: cross-attention blocks.
+        layers: fusion blocks.
         dropout: dropout.
+        node_position: add a learned encoding of the node centroids to the nodes (then
+            ``node_pos`` is required).
+        self_attention: token self-attention in every block.
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
-          node_mask ``P×N`` → logits ``P×2``
+          node_mask ``P×N``, node_pos ``P×N×2`` → logits ``P×2``
     """
 
-    def __init__(self, dim: int, heads: int = 4, layers: int = 1, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 4,
+        layers: int = 1,
+        dropout: float = 0.1,
+        node_position: bool = False,
+        self_attention: bool = False,
+    ) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(CrossAttentionBlock(dim, heads, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            CrossAttentionBlock(dim, heads, dropout, self_attention) for _ in range(layers)
+        )
+        self.position = NodePositionEncoding(dim) if node_position else None
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, 2)
 
     def reset_parameters(self) -> None:
         for layer in self.layers:
             layer.reset_parameters()
+        if self.position is not None:
+            self.position.reset_parameters()
         self.norm.reset_parameters()
         self.classifier.reset_parameters()
 
     def forward(
-        self, tokens: Tensor, token_mask: Tensor, nodes: Tensor, node_mask: Tensor
+        self,
+        tokens: Tensor,
+        token_mask: Tensor,
+        nodes: Tensor,
+        node_mask: Tensor,
+        node_pos: Tensor | None = None,
     ) -> Tensor:
+        if self.position is not None:
+            if node_pos is None:
+                raise ValueError(
+                    "ITMHead was built with node_position=True (config itm_node_position) and "
+                    "needs node_pos (the graphs' `pos` centroids); score pairs with "
+                    "GSHN.match_scores"
+                )
+            nodes = nodes + self.position(node_pos)
+        token_mask = token_mask.bool()
         h = tokens
         for layer in self.layers:
-            h = layer(h, nodes, node_mask)
+            h = layer(h, token_mask, nodes, node_mask)
         h = self.norm(h)
         m = token_mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         return self.classifier(pooled)
+
+    def score(
+        self,
+        tokens: Tensor,
+        token_mask: Tensor,
+        nodes: Tensor,
+        node_mask: Tensor,
+        node_pos: Tensor | None = None,
+    ) -> Tensor:
+        """Match score ``logit[match] - logit[no match]`` of each pair (``P``)."""
+        logits = self(tokens, token_mask, nodes, node_mask, node_pos)
+        return logits[:, 1] - logits[:, 0]
 
 
 def _sample_negatives(sim: Tensor, forbidden: Tensor, temperature: float = 0.05) -> Tensor:
@@ -114,8 +220,9 @@ def itm_loss(
     negative_tokens: Tensor | None = None,
     negative_token_mask: Tensor | None = None,
     negative_owner: Tensor | None = None,
+    node_pos: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """ITM loss over positives, in-batch hard negatives and the data's hard negatives.
+    """ITM loss over positives, the data's hard negatives and (optionally) in-batch negatives.
 
     Args:
         head: the ITM head.
@@ -126,6 +233,7 @@ def itm_loss(
         negative_tokens: ``K×L'×D`` token embeddings of data hard negatives (or ``None``).
         negative_token_mask: ``K×L'``.
         negative_owner: ``K`` image index of each data hard negative.
+        node_pos: dense node centroids ``B×N×2`` (needed when the head encodes positions).
 
     Returns:
         (scalar loss, accuracy of the head on these pairs).
@@ -162,7 +270,8 @@ def itm_loss(
         txt_mask.append(negative_token_mask)
         labels.append(torch.zeros(negative_owner.numel(), dtype=torch.long, device=nodes.device))
     idx = torch.cat(img_idx)
-    logits = head(torch.cat(txt_tok), torch.cat(txt_mask), nodes[idx], node_mask[idx])
+    pos = None if node_pos is None else node_pos[idx]
+    logits = head(torch.cat(txt_tok), torch.cat(txt_mask), nodes[idx], node_mask[idx], pos)
     target = torch.cat(labels)
     loss = F.cross_entropy(logits, target)
     acc = (logits.argmax(-1) == target).float().mean().detach()

@@ -180,6 +180,7 @@ class PretrainingObjective:
                 text.token_embeds[b:],
                 text.attention_mask[b:],
                 owner,
+                None if image.node_pos is None else image.dense_nodes(image.node_pos)[0],
             )
             total = total + w["itm"] * out["itm"]
 

@@ -67,7 +67,13 @@ class GSHNConfig:
         stl_token_weight: weight of the token–node term inside STL (image level: ``1 - w``).
         itm_layers: cross-attention layers of the ITM head.
         itm_heads: attention heads of the ITM head.
-        itm_batch_negatives: also mine in-batch hard negatives (by ITC similarity) for ITM.
+        itm_batch_negatives: also mine in-batch hard negatives (by ITC similarity) for ITM
+            (off: ITM sees only positives and the data's hard negatives, 1:1; measured slower to
+            leave the prior, docs/model.md "Relational matching").
+        itm_node_position: the ITM head adds a learned Fourier encoding of each node's
+            centroid (``graphs.pos``) to the nodes its tokens attend to.
+        itm_self_attention: the ITM head's blocks have token self-attention (BLIP-style
+            fusion: self-attention, cross-attention to the nodes, feed-forward).
     """
 
     node_features: int = DEFAULT_NODE_FEATURES
@@ -99,9 +105,11 @@ class GSHNConfig:
     cl_max_nodes: int = 512
     stl_detach_text: bool = True
     stl_token_weight: float = 0.5
-    itm_layers: int = 1
+    itm_layers: int = 2
     itm_heads: int = 4
     itm_batch_negatives: bool = True
+    itm_node_position: bool = True
+    itm_self_attention: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
@@ -158,6 +166,8 @@ class GSHNConfig:
             bad(f"temperature_init must lie in (0, 1), got {self.temperature_init}")
         if self.cl_temperature <= 0:
             bad(f"cl_temperature must be > 0, got {self.cl_temperature}")
+        if self.itm_weight > 0 and self.itm_layers < 1:
+            bad(f"itm_layers must be >= 1 when itm_weight > 0, got {self.itm_layers}")
         if self.itm_weight > 0 and (self.itm_heads < 1 or self.embed_dim % self.itm_heads):
             bad(f"embed_dim {self.embed_dim} must be divisible by itm_heads {self.itm_heads}")
 

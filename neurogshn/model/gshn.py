@@ -62,6 +62,8 @@ class ImageEncoding:
         num_graphs: ``B``.
         voltages: per spiking layer ``T×N×H_l`` membrane potentials (after reset) when
             ``encode_image(..., record_voltages=True)``, else ``None``.
+        node_pos: ``N×2`` node centroids (the graphs' ``pos``), ``None`` if they have none;
+            the ITM head encodes them (``itm_node_position``).
     """
 
     image_embeds: Tensor
@@ -73,6 +75,7 @@ class ImageEncoding:
     spike_rates: list[Tensor]
     num_graphs: int
     voltages: list[Tensor] | None = None
+    node_pos: Tensor | None = None
 
     def dense_nodes(self, values: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``values`` (default ``node_embeds``, ``N×*``) as ``B×N_max×*`` + ``B×N_max`` mask."""
@@ -164,7 +167,14 @@ class GSHN(nn.Module):
                 c.max_logit_scale,
             )
         if c.itm_weight > 0:
-            self.itm_head = ITMHead(c.embed_dim, c.itm_heads, c.itm_layers, c.dropout)
+            self.itm_head = ITMHead(
+                c.embed_dim,
+                c.itm_heads,
+                c.itm_layers,
+                c.dropout,
+                node_position=c.itm_node_position,
+                self_attention=c.itm_self_attention,
+            )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -246,8 +256,11 @@ class GSHN(nn.Module):
             nodes = gat_part if snn_part is None else snn_part
         image = self.pooling(nodes, node_batch, global_index, num_graphs)
         image = nn.functional.normalize(image, dim=-1)
+        pos = getattr(graphs, "pos", None)
+        if pos is not None:
+            pos = pos.to(x.dtype)
         return ImageEncoding(
-            image, nodes, node_batch, spikes, latent, ratio, rates, num_graphs, voltages
+            image, nodes, node_batch, spikes, latent, ratio, rates, num_graphs, voltages, pos
         )
 
     def encode_text(self, texts: list[str]) -> TextEncoding:
@@ -257,6 +270,53 @@ class GSHN(nn.Module):
 
     def forward(self, graphs: Batch | Data, texts: list[str]) -> tuple[ImageEncoding, TextEncoding]:
         return self.encode_image(graphs), self.encode_text(texts)
+
+    # ------------------------------------------------------------------ matching
+    def itm_scores(self, image: ImageEncoding, text: TextEncoding) -> Tensor:
+        r"""ITM match scores ``logit[match] - logit[no match]`` of the pairs (image ``i``,
+        text ``i``) of two encodings of the same length ``B`` (needs ``itm_weight > 0``).
+
+        Shapes:
+            returns ``B``.
+        """
+        if not hasattr(self, "itm_head"):
+            raise ConfigError("this model has no ITM head (itm_weight=0); use match_scores")
+        if image.num_graphs != text.text_embeds.shape[0]:
+            raise ValueError(
+                f"{image.num_graphs} images but {text.text_embeds.shape[0]} texts; pairs are "
+                "(image i, text i)"
+            )
+        nodes, node_mask = image.dense_nodes()
+        pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+        return self.itm_head.score(text.token_embeds, text.attention_mask, nodes, node_mask, pos)
+
+    def match_scores(self, graphs: Batch | Data, texts: list[str], scorer: str = "auto") -> Tensor:
+        r"""Image-text score of each pair (graph ``i``, text ``i``): higher = better match.
+
+        Args:
+            graphs: ``B`` scene graphs (PyG ``Batch``; with ``pos`` when the ITM head encodes
+                node positions, as every graph of the graph cache has).
+            texts: ``B`` captions.
+            scorer: ``"itm"`` the ITM cross-encoder's logit difference (the score that
+                decides relational / attribute hard negatives, as ARO does for BLIP);
+                ``"itc"`` the cosine of the image and text embeddings (the retrieval score);
+                ``"auto"``: ``"itm"`` when the model has an ITM head, else ``"itc"``.
+
+        Shapes:
+            returns ``B`` (float, on the model's device). Does not change train/eval mode
+            and does not disable gradients (wrap in ``torch.no_grad()`` for evaluation).
+        """
+        if scorer not in ("auto", "itm", "itc"):
+            raise ValueError(f"scorer must be 'auto', 'itm' or 'itc', got {scorer!r}")
+        if scorer == "auto":
+            scorer = "itm" if hasattr(self, "itm_head") else "itc"
+        image = self.encode_image(graphs)
+        text = self.encode_text(list(texts))
+        if scorer == "itm":
+            return self.itm_scores(image, text)
+        if image.num_graphs != text.text_embeds.shape[0]:
+            raise ValueError(f"{image.num_graphs} images but {len(texts)} texts")
+        return (image.image_embeds * text.text_embeds).sum(-1)
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | PathLike[str]) -> Path:

@@ -307,6 +307,9 @@ def itm_pair_scores(
             ([t.negative for t in chunk], neg_out),
         ):
             text = model.encode_text(texts)
+            if hasattr(model, "itm_scores"):  # GSHN: the head with whatever inputs it needs
+                out.append(model.itm_scores(enc, text).float().cpu())
+                continue
             logits = model.itm_head(text.token_embeds, text.attention_mask.bool(), nodes, node_mask)
             out.append((logits[:, 1] - logits[:, 0]).float().cpu())
     return torch.cat(pos_out), torch.cat(neg_out)

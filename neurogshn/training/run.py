@@ -127,7 +127,11 @@ def build_model(cfg: TrainConfig, graphs: Any) -> torch.nn.Module:
         raise ConfigError(f"model {cfg.model.name!r} with overrides {overrides}: {exc}") from None
 
 
-def warm_text_cache(model: torch.nn.Module, source: Any) -> int:
+def warm_text_cache(
+    model: torch.nn.Module,
+    source: Any,
+    kinds: Any = ("relation_swap", "attribute_swap", "object_replace"),
+) -> int:
     """Encode every training text through the frozen text layers once, in a fixed order.
 
     Besides the speed-up, this makes the memoised frozen states independent of the order in
@@ -141,7 +145,8 @@ def warm_text_cache(model: torch.nn.Module, source: Any) -> int:
     for image_id in sorted(source.captions):
         texts.extend(str(c) for c in source.captions[image_id])
     for key in sorted(source.hard_negatives):
-        texts.extend(source.hard_negatives[key][k] for k in sorted(source.hard_negatives[key]))
+        negs = source.hard_negatives[key]
+        texts.extend(negs[k] for k in sorted(negs) if k in kinds)
     texts = list(dict.fromkeys(texts))
     if hasattr(encoder, "clear_cache"):
         encoder.clear_cache()
@@ -169,15 +174,57 @@ def evaluate(
     from neurogshn.tasks.retrieval import evaluate_retrieval
 
     hn = hard_negatives_path(root, cfg.data.eval_split)
+    items = None
+    if hn.is_file() and cfg.eval.hard_negative_kinds:
+        from neurogshn.tasks.retrieval import load_hard_negative_items
+
+        kinds = set(cfg.eval.hard_negative_kinds)
+        items = [_keep_kinds(item, kinds) for item in load_hard_negative_items(hn)]
     return evaluate_retrieval(
-        model,
+        MemoisedTextModel(model),
         graphs,
         coco,
-        hard_negatives=hn if hn.is_file() else None,
+        hard_negatives=items,
         batch_size=cfg.eval.batch_size,
         device=device,
         max_images=cfg.data.max_eval_images,
     )
+
+
+class MemoisedTextModel(torch.nn.Module):
+    """Evaluation view of a model whose ``encode_text`` embeds each distinct text once.
+
+    Retrieval evaluation embeds every caption, then each caption again beside each of its hard
+    negatives; with the memo (valid for one evaluation: the weights do not change) the second
+    pass costs nothing. Only ``text_embeds`` is returned (all that evaluation reads).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._memo: dict[str, torch.Tensor] = {}
+
+    def encode_image(self, graphs: Any) -> Any:
+        return self.model.encode_image(graphs)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> Any:
+        from types import SimpleNamespace
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if missing:
+            embeds = self.model.encode_text(missing).text_embeds
+            self._memo.update(zip(missing, embeds))
+        return SimpleNamespace(text_embeds=torch.stack([self._memo[t] for t in texts]))
+
+
+def _keep_kinds(item: Any, kinds: set[str]) -> dict[str, Any]:
+    """A hard-negative item with the negatives of other kinds set to ``None``."""
+    get = item.get if isinstance(item, Mapping) else (lambda k: getattr(item, k, None))
+    out = {k: get(k) for k in ("image_id", "caption_index", "caption")}
+    for kind in ("relation_swap", "attribute_swap", "object_replace"):
+        out[kind] = get(kind) if kind in kinds else None
+    return out
 
 
 SUMMARY_ROWS: tuple[tuple[str, str], ...] = (

@@ -91,16 +91,49 @@ def test_data_graphs_rebuilds_after_data_change(scenes_copy: Path, capsys) -> No
 
 def test_data_inspect_writes_a_picture(scenes_root: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "inspect.png"
-    code = main(["data", "inspect", "--data", str(scenes_root), "--split", "train",
-                 "--index", "3", "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "data",
+            "inspect",
+            "--data",
+            str(scenes_root),
+            "--split",
+            "train",
+            "--index",
+            "3",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0 and out.is_file()
     img = np.asarray(Image.open(out))
     assert img.shape[1] > 1000 and img.shape[0] > 400
     assert img[..., :3].std() > 20  # not blank
     assert "nodes + global" in capsys.readouterr().out
     out2 = tmp_path / "patches.png"
-    assert main(["data", "inspect", "--data", str(scenes_root), "--index", "0", "--out",
-                 str(out2), "--nodes", "patches", "--patch-grid", "4"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "inspect",
+                "--data",
+                str(scenes_root),
+                "--index",
+                "0",
+                "--out",
+                str(out2),
+                "--nodes",
+                "patches",
+                "--patch-grid",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert out2.is_file()
-    assert main(["data", "inspect", "--data", str(scenes_root), "--index", "999", "--out",
-                 str(out2)]) == 2
+    assert (
+        main(["data", "inspect", "--data", str(scenes_root), "--index", "999", "--out", str(out2)])
+        == 2
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from neurogshn.losses.contrastive import SpatioTemporalHead, spatiotemporal_cl_loss, window_rates
@@ -142,9 +143,9 @@ def test_itm_pairs_and_learnability():
     seen = {}
     forward = head.forward
 
-    def spy(tokens, token_mask, nodes, node_mask):
+    def spy(tokens, token_mask, nodes, node_mask, node_pos=None):
         seen["pairs"] = tokens.shape[0]
-        return forward(tokens, token_mask, nodes, node_mask)
+        return forward(tokens, token_mask, nodes, node_mask, node_pos)
 
     head.forward = spy
     nodes = torch.randn(b, n, d)
@@ -167,3 +168,64 @@ def test_itm_pairs_and_learnability():
 
         picks = _sample_negatives(torch.zeros(b, b), same)
         assert picks[0] not in (0, 1) and picks[1] not in (0, 1)
+
+
+def test_itm_head_needs_positions_and_uses_them():
+    from neurogshn.losses.itm import ITMHead
+
+    torch.manual_seed(0)
+    d = 8
+    head = ITMHead(d, heads=2, layers=2, dropout=0.0, node_position=True, self_attention=True)
+    tokens, tmask = torch.randn(2, 5, d), torch.ones(2, 5, dtype=torch.bool)
+    nodes, nmask = torch.randn(2, 3, d), torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="node_pos"):
+        head(tokens, tmask, nodes, nmask)
+    pos = torch.rand(2, 3, 2)
+    a = head.score(tokens, tmask, nodes, nmask, pos)
+    b = head.score(tokens, tmask, nodes, nmask, pos.flip(-1))
+    assert a.shape == (2,) and not torch.allclose(a, b)
+    # padded tokens and padded nodes do not change the score
+    tm = tmask.clone()
+    tm[:, -1] = False
+    nm = nmask.clone()
+    nm[:, -1] = False
+    t2 = tokens.clone()
+    t2[:, -1] = 100.0
+    n2 = nodes.clone()
+    n2[:, -1] = -100.0
+    torch.testing.assert_close(
+        head.score(tokens, tm, nodes, nm, pos), head.score(t2, tm, n2, nm, pos)
+    )
+
+
+def test_itm_balanced_pairs_without_batch_negatives():
+    from neurogshn.losses.itm import ITMHead, itm_loss
+
+    torch.manual_seed(0)
+    b, d = 4, 8
+    head = ITMHead(d, heads=2, layers=1, dropout=0.0, node_position=True, self_attention=True)
+    seen = {}
+    forward = head.forward
+
+    def spy(tokens, token_mask, nodes, node_mask, node_pos=None):
+        seen["pairs"] = tokens.shape[0]
+        seen["pos"] = node_pos
+        return forward(tokens, token_mask, nodes, node_mask, node_pos)
+
+    head.forward = spy
+    tmask = torch.ones(b, 5, dtype=torch.bool)
+    loss, _ = itm_loss(
+        head,
+        torch.randn(b, 3, d),
+        torch.ones(b, 3, dtype=torch.bool),
+        torch.randn(b, 5, d),
+        tmask,
+        torch.eye(b, dtype=torch.bool),
+        None,
+        torch.randn(b, 5, d),
+        tmask,
+        torch.arange(b),
+        torch.rand(b, 3, 2),
+    )
+    assert seen["pairs"] == 2 * b and seen["pos"].shape == (2 * b, 3, 2)
+    assert torch.isfinite(loss)

@@ -196,3 +196,38 @@ def test_transformer_conv_option(tiny_overrides, make_batch):
     enc = model.encode_image(make_batch())
     enc.image_embeds.sum().backward()
     assert model.gat.convs[0].lin_edge.weight.grad is not None
+
+
+def test_match_scores_itm_and_itc(tiny_model, make_batch, captions):
+
+    tiny_model.eval()
+    graphs = make_batch()
+    with torch.no_grad():
+        itm = tiny_model.match_scores(graphs, captions)
+        auto = tiny_model.match_scores(graphs, captions, scorer="auto")
+        itc = tiny_model.match_scores(graphs, captions, scorer="itc")
+        image, text = tiny_model.encode_image(graphs), tiny_model.encode_text(captions)
+    assert itm.shape == itc.shape == (4,)
+    torch.testing.assert_close(itm, auto)
+    torch.testing.assert_close(itc, (image.image_embeds * text.text_embeds).sum(-1))
+    torch.testing.assert_close(itm, tiny_model.itm_scores(image, text))
+    # the ITM score sees node positions: moving the nodes changes it
+    moved = graphs.clone()
+    moved.pos = 1.0 - moved.pos
+    with torch.no_grad():
+        assert not torch.allclose(itm, tiny_model.match_scores(moved, captions))
+    with pytest.raises(ValueError, match="scorer"):
+        tiny_model.match_scores(graphs, captions, scorer="cosine")
+    with pytest.raises(ValueError, match="texts"):
+        tiny_model.match_scores(graphs, captions[:3])
+
+
+def test_match_scores_without_itm_head_is_cosine(tiny_overrides, make_batch, captions):
+    model = GSHN.from_config_name("gshn-tiny", **tiny_overrides, itm_weight=0.0).eval()
+    graphs = make_batch()
+    with torch.no_grad():
+        s = model.match_scores(graphs, captions)
+        image, text = model.encode_image(graphs), model.encode_text(captions)
+    torch.testing.assert_close(s, (image.image_embeds * text.text_embeds).sum(-1))
+    with pytest.raises(ConfigError, match="ITM head"):
+        model.match_scores(graphs, captions, scorer="itm")

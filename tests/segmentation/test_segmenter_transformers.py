@@ -99,3 +99,33 @@ def test_high_threshold_gives_valid_empty_segmentation(tiny_mask2former: Path) -
 def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match=r"config\.json"):
         get_segmenter("transformers", model_dir=tmp_path)
+
+
+def test_transformers_segmenter_through_graph_cache(
+    tiny_mask2former: Path, scenes_root: Path, tmp_path: Path
+) -> None:
+    from neurogshn.graph import build_graph_cache
+
+    seg_fn = get_segmenter(
+        "transformers",
+        model_dir=tiny_mask2former,
+        device="cpu",
+        threshold=0.0,
+        mask_threshold=0.01,
+        overlap_mask_area_threshold=0.0,
+    )
+    res = build_graph_cache(
+        scenes_root, "val", segmenter=seg_fn, cache_dir=tmp_path, progress=False, device="cpu"
+    )
+    assert res.built and len(res.dataset) == 8
+    assert res.path.name.startswith("val-transformers-efficientnet_lite0-panoptic-full-")
+    for g in res.dataset:
+        assert g.num_nodes >= 2  # at least one predicted segment + the global node
+    # The model's label names that are in the data set vocabulary map to their slot.
+    vocab = res.dataset.layout.categories
+    cats = {vocab[c] for g in res.dataset for c in g.node_category[1:].tolist() if c < len(vocab)}
+    assert cats <= {"circle", "square", "sky", "grass"}
+    again = build_graph_cache(
+        scenes_root, "val", segmenter=seg_fn, cache_dir=tmp_path, progress=False, device="cpu"
+    )
+    assert not again.built
