@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "(1) Lava Loihi2SimCfg(select_tag='fixed_pt') vs the NumPy fixed-point reference "
             "(must be identical; exit code 1 otherwise), (2) float Norse vs quantized spikes per "
-            "layer, (3) retrieval with the quantized spiking branch (GSHN checkpoints)."
+            "layer, (3) retrieval with the quantized spiking branch (GSHN checkpoints). Prints a "
+            "summary table (last line PASS/FAIL for check (1)); --json writes the full report."
         ),
     )
     p.add_argument("--export", required=True, help="directory written by `neurogshn export`")
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lava-nodes", type=int, default=256, help="nodes run through Lava")
     p.add_argument("--no-lava", action="store_true", help="skip check (1)")
     p.add_argument("--no-downstream", action="store_true", help="skip check (3)")
-    p.add_argument("--json", default=None, help="write the report here")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the full report (JSON) here")
     p.set_defaults(func=run)
 
 
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from neurogshn.hardware.source import load_spiking_branch
     from neurogshn.hardware.verify import (
         downstream_retrieval,
+        format_verify_report,
         load_data_inputs,
         random_inputs,
         verify_export,
@@ -65,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
             branch, export, args.data, args.split, graphs, max_images=args.n
         )
     report["seconds"] = time.perf_counter() - start
-    print(json.dumps(report, indent=2))
     if args.json:
         write_json_atomic(args.json, report)
+        print(f"full report (JSON): {args.json}")
+    print(format_verify_report(report))
     lava = report.get("lava_vs_reference")
     if lava is not None and lava["mismatching_entries"]:
-        print("neurogshn verify: Lava and the fixed-point reference DIFFER")
         return 1
     return 0

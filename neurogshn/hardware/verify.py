@@ -258,3 +258,72 @@ def random_inputs(
     """Standard-normal encoder inputs (a data-free smoke check; say so in reports)."""
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((nodes, in_features)) for _ in range(n_images)]
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.2f} %"
+
+
+def format_verify_report(report: dict[str, Any]) -> str:
+    """A compact human-readable summary of a :func:`verify_export` report (the CLI's stdout).
+
+    The last line is ``PASS``/``FAIL`` for the 100 % Lava check (or says it was skipped).
+    """
+    lines = [
+        "neurogshn verify",
+        f"  inputs: {report.get('inputs', '?')}",
+        f"  images {report['images']}, nodes {report['nodes']}, time steps "
+        f"{report['time_steps']}, saturated input messages {report['saturated_input_messages']}",
+        "",
+    ]
+    lava = report.get("lava_vs_reference")
+    lines.append("(1) Lava fixed_pt vs fixed-point reference")
+    if lava is None:
+        lines.append("  skipped (--no-lava)")
+    else:
+        ident = ", ".join(
+            f"layer{i} {'yes' if ok else 'NO'}" for i, ok in enumerate(lava["identical_per_layer"])
+        )
+        lines += [
+            f"  run config: {lava['run_config']}",
+            f"  nodes: {lava['nodes']}",
+            f"  agreement: {_pct(lava['agreement'])} "
+            f"({lava['mismatching_entries']} mismatching entries)",
+            f"  identical per layer: {ident}",
+        ]
+    lines += ["", "(2) float (Norse) vs quantized (fixed-point reference), per layer"]
+    lines.append(f"  {'layer':<7}{'spike agreement':>17}{'rate float':>12}{'rate quant.':>13}")
+    for row in report.get("float_vs_quantized", []):
+        lines.append(
+            f"  {'layer' + str(row['layer']):<7}{_pct(row['spike_agreement']):>17}"
+            f"{row['rate_float']:>12.4f}{row['rate_quantized']:>13.4f}"
+        )
+    down = report.get("downstream")
+    if down is not None:
+        lines += ["", "(3) downstream retrieval: float vs quantized spiking branch"]
+        if "skipped" in down:
+            lines.append(f"  skipped: {down['skipped']}")
+        else:
+            if down.get("num_images") is not None:
+                lines.append(f"  images: {down['num_images']}")
+            lines.append(f"  {'metric':<18}{'float':>9}{'quantized':>11}{'delta (pt)':>12}")
+            for key in ("i2t_R@1", "t2i_R@1", "rsum", "relational_acc", "attribute_acc",
+                        "hard_negative_acc"):  # fmt: skip
+                if key not in down["float"]:
+                    continue
+                f, q, d = down["float"][key], down["quantized"][key], down["delta_points"][key]
+                scale = 1.0 if key == "rsum" else 100.0
+                lines.append(f"  {key:<18}{scale * f:>9.2f}{scale * q:>11.2f}{d:>+12.2f}")
+            lines.append("  (R@1 and accuracies in %, rsum in points)")
+    if "seconds" in report:
+        lines += ["", f"wall time: {report['seconds']:.1f} s"]
+    if lava is None:
+        lines.append("Lava check: SKIPPED")
+    elif lava["mismatching_entries"]:
+        lines.append(
+            "Lava check: FAIL: Lava and the fixed-point reference DIFFER "
+            f"(agreement {_pct(lava['agreement'])}, must be 100 %)"
+        )
+    else:
+        lines.append("Lava check: PASS (100 % identical spikes)")
+    return "\n".join(lines)

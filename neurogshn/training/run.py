@@ -343,13 +343,14 @@ def run_pretraining(
                 timings["eval_untrained_s"] = time.perf_counter() - t
                 write_partial_results(run_dir, untrained)
         barrier(info)
-        t = time.perf_counter()
-        n_texts = warm_text_cache(model, source)
-        timings["text_cache_s"] = time.perf_counter() - t
-        say(
-            f"text cache: {n_texts} training captions and hard negatives encoded "
-            f"({timings['text_cache_s']:.0f} s)"
-        )
+        if cfg.data.warm_text_cache:
+            t = time.perf_counter()
+            n_texts = warm_text_cache(model, source, cfg.data.hard_negative_kinds)
+            timings["text_cache_s"] = time.perf_counter() - t
+            say(
+                f"text cache: {n_texts} training captions and hard negatives encoded "
+                f"({timings['text_cache_s']:.0f} s)"
+            )
         seed_everything(cfg.seed)
 
         trainer = Trainer(model, objective, data, cfg, run_dir, device, info)
