@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Runs the quantized spiking branch (fixed-point reference) on node inputs and "
             "estimates energy per image from the constants in hardware/profiles/*.json (each "
-            "cites its source). Every figure is an estimate, not a measurement."
+            "cites its source). Every figure is an estimate, not a measurement. Prints a summary "
+            "table; --json writes the full report."
         ),
     )
     p.add_argument("--checkpoint", required=True)
@@ -28,13 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="all",
         help="spiking-branch target(s) to report (the ANN and GAT use cmos45nm)",
     )
-    p.add_argument("--json", default=None, help="write the report here")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the full report (JSON) here")
     p.add_argument("--plot", default=None, help="write a bar chart (PNG) here")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurogshn.hardware.energy_report import energy_report, plot_energy
+    from neurogshn.hardware.energy_report import (
+        energy_report,
+        format_energy_report,
+        plot_energy,
+    )
     from neurogshn.utils.io import write_json_atomic
 
     report = energy_report(
@@ -45,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
         n_images=args.n,
         hardware=args.hardware,
     )
-    print(json.dumps(report, indent=2))
+    print(format_energy_report(report))
     if args.json:
         write_json_atomic(args.json, report)
+        print(f"full report (JSON): {args.json}")
     if args.plot:
         plot_energy(report, args.plot)
+        print(f"plot: {args.plot}")
     return 0

@@ -114,3 +114,71 @@ def plot_energy(report: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+_TARGETS = {
+    "snn_cmos45nm": "spiking branch, 45 nm CMOS",
+    "snn_loihi1": "spiking branch, Loihi 1 constants",
+    "ann_cmos45nm": "ANN of the same shape, 45 nm CMOS",
+    "gat_host_cmos45nm": "GAT stage on the host, 45 nm CMOS",
+}
+_RATIOS = {
+    "ann_over_snn_cmos45nm": "ANN / SNN (45 nm CMOS)",
+    "ann_cmos45nm_over_snn_loihi1": "ANN (45 nm CMOS) / SNN (Loihi 1)",
+    "gat_over_snn_cmos45nm": "GAT (host) / SNN (45 nm CMOS)",
+}
+
+
+def format_energy_report(report: dict[str, Any]) -> str:
+    """A compact human-readable summary of an :func:`energy_report` (the CLI's stdout)."""
+    act = report["activity_quantized"]
+    counts = report["counts_per_node"]
+    lines = [
+        "neurogshn energy: ALL FIGURES ARE ESTIMATES, NOT MEASUREMENTS",
+        f"  {report['note']}",
+        f"  checkpoint: {report['checkpoint']}",
+        f"  inputs: {report['inputs']}",
+        f"  time steps {act['time_steps']}, input features {act['in_features']}, "
+        f"{act['nodes_per_image']:.2f} nodes and {act['edges_per_image']:.1f} edges per image, "
+        f"{act['nodes_measured']} nodes measured",
+        "",
+        "firing rates (spikes / neuron / step)",
+        f"  {'layer':<8}{'size':>6}{'quantized':>11}{'float':>9}",
+    ]
+    rates_f = report.get("firing_rates_float") or []
+    for i, layer in enumerate(act["layers"]):
+        rf = f"{rates_f[i]:.4f}" if i < len(rates_f) else "-"
+        lines.append(f"  {layer['name']:<8}{layer['size']:>6}{layer['firing_rate']:>11.4f}{rf:>9}")
+    lines += [
+        "",
+        "counts per node (quantized branch)",
+        f"  synaptic ops:         {counts['synaptic_ops']:>14,.1f}",
+        f"  spikes:               {counts['spikes']:>14,.1f}",
+        f"  neuron updates:       {counts['neuron_updates']:>14,.1f}"
+        f"  ({counts['neuron_updates_active']:,.1f} active)",
+        f"  host projection MACs: {counts['host_projection_macs']:>14,.0f}",
+        f"  ANN MACs:             {counts['ann_macs']:>14,.0f}",
+    ]
+    if report.get("gat_macs_per_image") is not None:
+        lines.append(f"  GAT MACs per image:   {report['gat_macs_per_image']:>14,.0f}")
+    per_node = report["energy_per_node_pJ"]
+    per_image = report["energy_per_image_pJ"]
+    lines += [
+        "",
+        "energy ESTIMATE per image",
+        f"  {'target':<36}{'per node (pJ)':>15}{'per image (nJ)':>16}",
+    ]
+    for key, pj in per_image.items():
+        label = _TARGETS.get(key, key)
+        node = f"{per_node[key]:,.1f}" if key in per_node else "-"
+        lines.append(f"  {label:<36}{node:>15}{pj / 1e3:>16.3f}")
+    if report.get("ratios"):
+        lines += ["", "ratios (of the estimates)"]
+        for key, value in report["ratios"].items():
+            lines.append(f"  {_RATIOS.get(key, key) + ':':<34}{value:>8.2f}")
+    lines += ["", "profiles used"]
+    for name, prof in report.get("profiles", {}).items():
+        doi = f" (doi:{prof['doi']})" if prof.get("doi") else ""
+        lines.append(f"  {name}: {prof['file']}")
+        lines.append(f"    source: {prof['source']}{doi}")
+    return "\n".join(lines)

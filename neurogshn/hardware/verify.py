@@ -286,7 +286,7 @@ def format_verify_report(report: dict[str, Any]) -> str:
         )
         lines += [
             f"  run config: {lava['run_config']}",
-            f"  nodes: {lava['nodes']}",
+            f"  nodes: {lava['nodes']} (of {report['nodes']})",
             f"  agreement: {_pct(lava['agreement'])} "
             f"({lava['mismatching_entries']} mismatching entries)",
             f"  identical per layer: {ident}",
@@ -305,7 +305,7 @@ def format_verify_report(report: dict[str, Any]) -> str:
             lines.append(f"  skipped: {down['skipped']}")
         else:
             if down.get("num_images") is not None:
-                lines.append(f"  images: {down['num_images']}")
+                lines.append(f"  images: {int(down['num_images'])}")
             lines.append(f"  {'metric':<18}{'float':>9}{'quantized':>11}{'delta (pt)':>12}")
             for key in ("i2t_R@1", "t2i_R@1", "rsum", "relational_acc", "attribute_acc",
                         "hard_negative_acc"):  # fmt: skip

@@ -13,7 +13,7 @@ from neurogshn.cli import main
 
 
 @pytest.mark.timeout(300)
-def test_verify_and_energy_on_scene_graphs(scenes_root: Path, tmp_path: Path) -> None:
+def test_verify_and_energy_on_scene_graphs(scenes_root: Path, tmp_path: Path, capsys) -> None:
     from neurogshn.model.gshn import GSHN
 
     data = tmp_path / "data"
@@ -33,6 +33,12 @@ def test_verify_and_energy_on_scene_graphs(scenes_root: Path, tmp_path: Path) ->
     down = rep["downstream"]
     assert set(down["float"]) >= {"i2t_R@1", "t2i_R@1", "relational_acc"}
     assert set(down["delta_points"]) == set(down["float"])
+    text = capsys.readouterr().out
+    assert "(3) downstream retrieval: float vs quantized spiking branch" in text
+    for key in ("i2t_R@1", "t2i_R@1", "relational_acc"):
+        row = next(r for r in text.splitlines() if r.strip().startswith(key + " "))
+        assert f"{down['delta_points'][key]:+.2f}" in row
+    assert text.rstrip().endswith("Lava check: PASS (100 % identical spikes)")
     energy = tmp_path / "energy.json"
     assert main(["energy", "--checkpoint", ckpt, "--data", str(data), "--split", "test",
                  "--n", "4", "--json", str(energy)]) == 0  # fmt: skip

@@ -102,7 +102,7 @@ def test_profiles_found_after_a_non_editable_wheel_install(tmp_path: Path) -> No
     assert profile_path.startswith(str(site)) and "_profiles" in profile_path
 
 
-def test_cli_energy_writes_json_and_plot(tmp_path: Path) -> None:
+def test_cli_energy_writes_json_and_plot(tmp_path: Path, capsys) -> None:
     ckpt = encoder_checkpoint(tmp_path / "ckpt", make_encoder())
     out, png = tmp_path / "e.json", tmp_path / "e.png"
     rc = main(["energy", "--checkpoint", str(ckpt), "--random", "2", "--json", str(out),
@@ -112,6 +112,21 @@ def test_cli_energy_writes_json_and_plot(tmp_path: Path) -> None:
     assert set(rep["energy_per_image_pJ"]) == {"snn_cmos45nm", "ann_cmos45nm", "snn_loihi1"}
     assert rep["activity_quantized"]["layers"][0]["synaptic_ops"] == 24 * 6
     assert "ESTIMATE" in rep["note"] and rep["profiles"]["loihi1"]["doi"]
+    text = capsys.readouterr().out  # a readable table, not the JSON
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    assert text.startswith("neurogshn energy: ALL FIGURES ARE ESTIMATES")
+    for line in ("firing rates (spikes / neuron / step)", "counts per node", "synaptic ops:",
+                 "spikes:", "neuron updates:", "energy ESTIMATE per image",
+                 "spiking branch, 45 nm CMOS", "spiking branch, Loihi 1 constants",
+                 "ANN of the same shape, 45 nm CMOS", "ANN / SNN (45 nm CMOS):",
+                 "ANN (45 nm CMOS) / SNN (Loihi 1):", "profiles used", "loihi1.json",
+                 "cmos45nm.json", "source: M. Davies", f"full report (JSON): {out}"):  # fmt: skip
+        assert line in text, line
+    node = rep["energy_per_image_pJ"]["snn_cmos45nm"] / 1e3
+    assert f"{node:.3f}" in text  # per-image figure in nJ
+    rate = rep["activity_quantized"]["layers"][1]["firing_rate"]
+    assert "layer1" in text and f"{rate:.4f}" in text
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,17 @@ def test_cli_export_then_verify_reports_identical_lava(tmp_path: Path, capsys) -
     assert lava["agreement"] == 1.0 and all(lava["identical_per_layer"]) and lava["nodes"] == 24
     assert len(report["float_vs_quantized"]) == 2
     assert "random" in report["inputs"]
+    text = capsys.readouterr().out  # a readable table, not the JSON
+    for line in ("(1) Lava fixed_pt vs fixed-point reference",
+                 "run config: Loihi2SimCfg(select_tag='fixed_pt')", "nodes: 24",
+                 "agreement: 100.00 % (0 mismatching entries)",
+                 "identical per layer: layer0 yes, layer1 yes",
+                 "(2) float (Norse) vs quantized", "spike agreement", "wall time:",
+                 f"full report (JSON): {report_path}"):  # fmt: skip
+        assert line in text, line
+    rows = [r for r in text.splitlines() if r.startswith("  layer0 ") and "%" in r]
+    assert len(rows) == 1 and f"{report['float_vs_quantized'][0]['rate_float']:.4f}" in rows[0]
+    assert text.rstrip().splitlines()[-1] == "Lava check: PASS (100 % identical spikes)"
 
 
 def test_verify_exits_nonzero_when_lava_differs(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -93,4 +104,5 @@ def test_verify_exits_nonzero_when_lava_differs(tmp_path: Path, monkeypatch, cap
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
     rc = main(["verify", "--export", str(out), "--checkpoint", str(ckpt), "--random", "1"])
     assert rc == 1
-    assert "DIFFER" in capsys.readouterr().out
+    last = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert last.startswith("Lava check: FAIL") and "DIFFER" in last
