@@ -13,7 +13,6 @@ the zero-shot retrieval path.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -105,27 +104,13 @@ def _field(item: Any, name: str) -> Any:
 
 
 def load_hard_negative_items(path: str | Path) -> list[Any]:
-    """Items of a ``hard_negatives_{split}.json`` file (via the data package's loader when it
-    offers one, else parsed here against the documented schema)."""
-    path = Path(path)
-    try:
-        from neurogshn.data import tasks as data_tasks  # type: ignore[attr-defined]
+    """Items of a ``hard_negatives_{split}.json`` file.
 
-        loader = getattr(data_tasks, "load_hard_negatives", None)
-    except ImportError:
-        loader = None
-    if loader is not None:
-        loaded = loader(path)
-        return list(getattr(loaded, "items", loaded))
-    if not path.is_file():
-        raise DataError(path, "hard-negatives file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
-        raise DataError(path, 'expected an object with an "items" list')
-    return data["items"]
+    Parsed by :func:`neurogshn.data.tasks.load_hard_negatives`.
+    """
+    from neurogshn.data.tasks import load_hard_negatives
+
+    return list(load_hard_negatives(path).items)
 
 
 def hard_negative_triples(

@@ -12,7 +12,6 @@ checkpoint only needs the epoch and the batch index.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,30 +34,12 @@ def step_seed(*parts: int) -> int:
 def load_hard_negatives(path: str | Path) -> dict[tuple[int, int], dict[str, str]]:
     """``{(image_id, caption_index): {kind: negative caption}}`` from a hard-negatives file.
 
-    Uses the data package's loader when present; otherwise parses the documented schema
-    (docs/data.md). Null negatives are left out.
+    Parsed by :func:`neurogshn.data.tasks.load_hard_negatives`; null negatives are left out.
     """
-    path = Path(path)
-    items: list[Any]
-    try:
-        from neurogshn.data import tasks as data_tasks  # type: ignore[attr-defined]
+    from neurogshn.data.tasks import load_hard_negatives as load_task_file
 
-        loader = getattr(data_tasks, "load_hard_negatives", None)
-    except ImportError:
-        loader = None
-    if loader is not None:
-        loaded = loader(path)
-        items = list(getattr(loaded, "items", loaded))
-    else:
-        if not path.is_file():
-            raise DataError(path, "hard-negatives file not found")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(path, f"not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
-            raise DataError(path, 'expected an object with an "items" list')
-        items = data["items"]
+    path = Path(path)
+    items: list[Any] = list(load_task_file(path).items)
     out: dict[tuple[int, int], dict[str, str]] = {}
     for item in items:
         get = item.get if isinstance(item, Mapping) else (lambda k, it=item: getattr(it, k, None))
