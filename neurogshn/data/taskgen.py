@@ -156,37 +156,12 @@ def make_vqa(facts: Mapping[int, SceneFacts], rng: np.random.Generator) -> dict[
             if kind == "count":
                 made = _count_question(scene, counts, rng)
                 counts[made[1]] += 1
-                questions.append(
-                    {
-                        "question_id": qid,
-                        "image_id": int(image_id),
-                        "question": made[0],
-                        "answer": made[1],
-                        "type": kind,
-                    }
-                )
-                qid += 1
-                continue
-            wants: list[str | None] = (
-                _rarest(yes_no[kind], ("yes", "no"), rng) if kind in yes_no else [None]
-            )
-            made = None
-            for want in wants:
-                for _ in range(_MAX_TRIES):
-                    q = _vqa_candidate(kind, want, scene, rng)
-                    if q is None:
-                        continue
-                    a = answer(q, scene)
-                    if a is None or (want is not None and a != want):
-                        continue
-                    made = (q, a)
-                    break
-                if made:
-                    break
-            if made is None:
-                continue
-            if kind in yes_no:
-                yes_no[kind][made[1]] += 1
+            else:
+                made = _search_question(kind, scene, yes_no, rng)
+                if made is None:
+                    continue
+                if kind in yes_no:
+                    yes_no[kind][made[1]] += 1
             questions.append(
                 {
                     "question_id": qid,
@@ -198,6 +173,25 @@ def make_vqa(facts: Mapping[int, SceneFacts], rng: np.random.Generator) -> dict[
             )
             qid += 1
     return {"answers": vqa_answers(), "questions": questions}
+
+
+def _search_question(
+    kind: str, scene: SceneFacts, yes_no: dict[str, Counter], rng: np.random.Generator
+) -> tuple[str, str] | None:
+    """A question of ``kind`` whose answer (by the scene logic) is the rarer yes/no so far."""
+    wants: list[str | None] = (
+        _rarest(yes_no[kind], ("yes", "no"), rng) if kind in yes_no else [None]
+    )
+    for want in wants:
+        for _ in range(_MAX_TRIES):
+            q = _vqa_candidate(kind, want, scene, rng)
+            if q is None:
+                continue
+            a = answer(q, scene)
+            if a is None or (want is not None and a != want):
+                continue
+            return (q, a)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
