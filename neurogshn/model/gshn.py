@@ -391,7 +391,11 @@ def load_safetensors_checked(path: Path) -> dict[str, Tensor]:
     """Read a safetensors file; refuse pickles and report truncated/corrupt files clearly."""
     with open(path, "rb") as fh:
         head = fh.read(16)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    # A safetensors file starts with its header length (u64 little-endian) and then "{"; only
+    # when that is absent can the pickle / zip magic be told apart from a length byte (a header
+    # of 0x5780 bytes starts with 0x80, like a pickle).
+    safetensors_like = len(head) > 8 and head[8:9] == b"{"
+    if not safetensors_like and (head[:2] == b"PK" or head[:1] == b"\x80"):
         raise CheckpointError(
             path,
             "is a pickle/torch.save file, not safetensors; refusing to unpickle it "

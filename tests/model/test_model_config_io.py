@@ -111,3 +111,22 @@ def test_load_errors(tmp_path, tiny_model, tiny_overrides):
         GSHN.from_pretrained(other)
     msg = str(info.value)
     assert "unexpected" in msg and "itm_head" in msg and "shape mismatch" in msg
+
+
+def test_safetensors_header_length_starting_with_pickle_byte_loads(tmp_path):
+    """A valid safetensors file whose u64 header length has 0x80 as its first byte (here
+    0x5780 bytes, as one ablation checkpoint had) is not mistaken for a pickle."""
+    from safetensors.torch import save_file
+
+    from neurogshn.model.gshn import load_safetensors_checked
+
+    path = tmp_path / "w.safetensors"
+    tensors = {"a": torch.arange(3.0)}
+    save_file(tensors, str(path), metadata={"pad": ""})
+    base = int.from_bytes(path.read_bytes()[:8], "little")
+    for pad in range(0x5780 - base - 8, 0x5780 - base + 8):  # header padded to 8 bytes
+        save_file(tensors, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[:2] == b"\x80\x57":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    assert torch.equal(load_safetensors_checked(path)["a"], tensors["a"])
