@@ -15,8 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "classifier) and, unless --backbone-lr 0, the backbone, on the task file "
             "annotations/{task}_{train-split}.json; validate on the --val-split after every "
             "epoch. The output directory (config.json + model.safetensors + "
-            "task_head.safetensors + task.json) is rewritten atomically after every epoch and "
-            "is what `neurogshn evaluate --task TASK --checkpoint OUT` reads."
+            "task_head.safetensors + task.json, plus the resume state trainer.json + "
+            "training_state.safetensors) is rewritten atomically after every epoch and is what "
+            "`neurogshn evaluate --task TASK --checkpoint OUT` reads; OUT/resume/ holds the "
+            "newest mid-epoch state (every --checkpoint-every steps). A killed run continues "
+            "with the same command plus --resume, exactly as if it had not been interrupted "
+            "(bit for bit on CPU); --resume with a larger --epochs extends a finished run. An "
+            "existing non-empty OUT needs --resume or --overwrite."
         ),
     )
     parser.add_argument("--task", required=True, choices=["vqa", "ve", "nlvr2"], help="task")
@@ -50,6 +55,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="stop at the first bad record instead of skipping"
     )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=200,
+        metavar="STEPS",
+        help="write the resume state to OUT/resume every STEPS optimizer steps (default 200; "
+        "0: only at the end of every epoch, which always writes one)",
+    )
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT from its newest state (same settings; --epochs may grow)",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard an earlier run's checkpoint and state in OUT and start over",
+    )
     parser.set_defaults(func=run)
 
 
@@ -75,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         strict=args.strict,
         progress=not args.no_progress,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        checkpoint_every=args.checkpoint_every,
     )
     for note in result["notes"]:
         print(f"note: {note}")

@@ -3,22 +3,39 @@ r"""Task data, fine-tuning loop, prediction and task checkpoints (VQA, VE, NLVR2
 A fine-tuned checkpoint is one directory::
 
     out/
-        config.json            backbone GSHN config   (GSHN.save_pretrained)
-        model.safetensors      backbone weights       (GSHN.save_pretrained)
-        task_head.safetensors  head weights
-        task.json              task, head config (labels …), graph settings, fine-tune config,
-                               validation metrics per epoch
+        config.json                 backbone GSHN config   (GSHN.save_pretrained)
+        model.safetensors           backbone weights       (GSHN.save_pretrained)
+        task_head.safetensors       head weights
+        task.json                   task, head config (labels …), graph settings, fine-tune
+                                    config, validation metrics per epoch
+        training_state.safetensors  resume state at the end of the last epoch: AdamW moments,
+                                    torch (+CUDA) RNG states, the example order
+        trainer.json                resume state (JSON): epoch, step, history, the shuffle and
+                                    Python/NumPy RNG states, the size + SHA-256 of every file
+        resume/                     only while an epoch is under way: the newest mid-epoch state
+            task_head.safetensors   (head; backbone config.json + model.safetensors too when
+            training_state.safetensors   the backbone is trained), written every
+            trainer.json                 ``FinetuneConfig.checkpoint_every`` steps
 
 so that ``GSHN.from_pretrained(out)`` still loads the backbone alone (e.g. for retrieval) and
-:func:`load_task_checkpoint` loads both. It is written atomically after every epoch (a kill
-leaves the previous epoch's complete directory). Loss: cross-entropy over the labels.
+:func:`load_task_checkpoint` loads both. The whole directory is rewritten atomically after every
+epoch (a kill leaves the previous epoch's complete directory; the rewrite drops ``resume/``), and
+``resume/`` is rewritten atomically every ``checkpoint_every`` optimizer steps, so
+``finetune(..., resume=True)`` (``neurogshn finetune --resume``) continues a killed run from the
+newest state -- bit for bit like an uninterrupted run on CPU (same thread count): weights,
+optimizer moments, the example order, the position in the epoch, the loss sums of the epoch
+under way and every RNG state are restored. Nothing is pickled: tensors go to safetensors, the
+rest to JSON; a truncated or altered file is a :class:`~neurogshn.errors.CheckpointError`
+naming it. Loss: cross-entropy over the labels.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -28,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from neurogshn.errors import CheckpointError, DataError
+from neurogshn.errors import CheckpointError, ConfigError, DataError
 from neurogshn.tasks.heads import TaskHead, TaskHeadConfig, TaskModel
 from neurogshn.tasks.metrics import nlvr2_accuracy, ve_accuracy, vqa_accuracy
 from neurogshn.utils.io import atomic_path
@@ -37,6 +54,18 @@ TASK_FILE = "task.json"
 HEAD_WEIGHTS_FILE = "task_head.safetensors"
 TASK_FORMAT = "neurogshn-task-checkpoint"
 NLVR2_LABELS = ["False", "True"]
+# the file names of a pretraining checkpoint (neurogshn.training.checkpoint), reused
+MODEL_WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "training_state.safetensors"
+TRAINER_FILE = "trainer.json"
+#: ``trainer.json`` format of a fine-tuning resume state (not a pretraining checkpoint).
+STATE_FORMAT = "neurogshn-finetune-state"
+STATE_VERSION = 1
+#: Sub-directory of the output holding the newest mid-epoch resume state.
+RESUME_DIR = "resume"
+#: :class:`FinetuneConfig` fields that may differ between a saved state and the run resuming it
+#: (``epochs`` may only grow: a finished run can be extended).
+RESUME_MAY_DIFFER: tuple[str, ...] = ("epochs", "checkpoint_every")
 
 
 @dataclass(frozen=True)
@@ -103,6 +132,9 @@ class FinetuneConfig:
         grad_clip: global gradient-norm clip (``0``: none).
         seed: example order and head initialisation.
         head: head sizes (``heads``, ``layers``, ``hidden``, ``dropout``).
+        checkpoint_every: write the resume state (``out/resume/``) every this many optimizer
+            steps, counted over the whole run (``0``: only at the end of every epoch, which
+            always writes one).
     """
 
     epochs: int = 5
@@ -113,6 +145,11 @@ class FinetuneConfig:
     grad_clip: float = 1.0
     seed: int = 0
     head: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -334,25 +371,58 @@ def finetune(
     log: Callable[[str], None] = print,
     val_get_graph: Callable[[int], Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``model`` (head, and the backbone unless ``backbone_lr == 0``) with
-    cross-entropy; evaluate on ``val_examples`` after every epoch; save atomically.
+    r"""Fine-tune ``model`` (head, and the backbone unless ``backbone_lr == 0``) with
+    cross-entropy; evaluate on ``val_examples`` after every epoch; save atomically; resume.
+
+    One step on the examples ``order[s B : (s+1) B]`` of the epoch's shuffled order:
+    :math:`\mathcal{L} = -\frac{1}{B}\sum_i \log \operatorname{softmax}(z_i)_{y_i}`, backward,
+    global-norm clipping, AdamW. The order is reshuffled in place every epoch by a
+    ``random.Random(seed)`` of its own.
 
     Args:
         model: backbone + head.
         train_examples: training examples; ``get_graph(image_id)`` gives their graphs.
         config: hyper-parameters.
-        out_dir: checkpoint directory rewritten atomically after every epoch (``None``: none).
+        out_dir: checkpoint directory, rewritten atomically after every epoch, with the
+            mid-epoch resume state in ``out_dir/resume`` every ``config.checkpoint_every``
+            steps (``None``: nothing is written). Without ``resume`` / ``overwrite`` it must
+            not exist yet or be empty.
         val_examples: validation examples (graphs from ``val_get_graph``, default
             ``get_graph``).
         graph_spec: graph settings recorded in ``task.json``.
         extra: more entries for ``task.json``.
+        resume: continue from the newest state in ``out_dir`` (the model's weights, optimizer,
+            position and RNG states are replaced by the saved ones; the task, labels, head
+            and every :class:`FinetuneConfig` field but ``epochs`` (which may grow) and
+            ``checkpoint_every`` must match). Starts fresh when ``out_dir`` holds nothing.
+        overwrite: discard a previous run's state in ``out_dir`` and start over.
+        callback: called after every optimizer step (and after that step's state, if any, is
+            written) with ``{"epoch", "step", "global_step", "loss", "saved"}``
+            (``epoch`` and ``step`` 1-based, ``saved``: the state directory written at this
+            step or ``None``); an exception from it stops the run.
 
     Returns:
-        ``{"history": [per-epoch dict with loss, train accuracy, val metrics, seconds], …}``.
+        ``{"history": [per-epoch dict with loss, train accuracy, val metrics, seconds],
+        "resumed_from": the state directory resumed from, or None}``.
+
+    Raises:
+        CheckpointError: a missing, truncated or altered state file (named), or a state
+            written with another configuration (the differences are listed).
+        ConfigError: ``out_dir`` holds a previous run and neither ``resume`` nor
+            ``overwrite`` was given.
     """
     if not train_examples:
         raise ValueError("no training examples")
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    if resume and out_dir is None:
+        raise ValueError("resume needs the out_dir of the run to continue")
+    out = Path(out_dir) if out_dir is not None else None
+    saved = _prepare_out_dir(out, resume, overwrite, log) if out is not None else None
     gen = random.Random(config.seed)
     torch.manual_seed(config.seed)
     head_params = list(model.head.parameters())
@@ -364,18 +434,62 @@ def finetune(
             p.requires_grad_(False)
     optim = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     dev = _device_of(model)
+    frozen = config.backbone_lr <= 0
+    run = _RunIdentity(
+        task=model.config.task,
+        head=model.config.to_dict(),
+        finetune=asdict(config),
+        examples=_examples_digest(train_examples),
+        num_examples=len(train_examples),
+        backbone=_module_digest(model.backbone) if frozen and out is not None else None,
+    )
     history: list[dict[str, Any]] = []
     order = list(range(len(train_examples)))
     steps_per_epoch = math.ceil(len(order) / config.batch_size)
-    frozen = config.backbone_lr <= 0
-    for epoch in range(config.epochs):
+    start_epoch, start_step = 0, 0
+    sums = _EpochSums()
+    resumed_from: Path | None = None
+    if saved is not None:
+        _check_resumable(saved, run, config)
+        _restore_state(saved, model, optim, trained_backbone=not frozen)
+        try:
+            start_epoch, start_step = saved.epoch, saved.step
+            history = list(saved.trainer["history"])
+            sums = _EpochSums(**saved.trainer["epoch_sums"])
+            gen.setstate(_tuple_state(saved.trainer["shuffle_rng"]))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(saved.path / TRAINER_FILE, f"malformed state: {exc}") from None
+        order = [int(i) for i in saved.tensors["order"].tolist()]
+        if sorted(order) != list(range(len(train_examples))) or not (
+            0 <= start_step < steps_per_epoch
+        ):
+            raise CheckpointError(
+                saved.path / STATE_FILE, "example order / step do not fit the training examples"
+            )
+        _restore_rng(saved)
+        resumed_from = saved.path
+        log(
+            f"resumed from {saved.path} (epoch {start_epoch + 1}, step {start_step}"
+            f"/{steps_per_epoch}, {len(history)} epoch(s) done)"
+        )
+        if start_epoch >= config.epochs:
+            log(f"nothing to do: {config.epochs} epoch(s) already done")
+
+    def state(epoch: int, step: int, current: _EpochSums) -> _State:
+        return _State(run, epoch, step, steps_per_epoch, current, history, order, gen, optim)
+
+    for epoch in range(start_epoch, config.epochs):
         model.train()
         if frozen:  # a frozen backbone gives the head deterministic features (no dropout)
             model.backbone.eval()
-        gen.shuffle(order)
-        t0 = time.perf_counter()
-        total, correct, loss_sum = 0, 0, 0.0
-        bar = _progress(range(steps_per_epoch), progress, f"epoch {epoch + 1}/{config.epochs}")
+        first = start_step if epoch == start_epoch else 0
+        if first == 0:
+            gen.shuffle(order)
+            sums = _EpochSums()
+        t0 = time.perf_counter() - sums.seconds
+        bar = _progress(
+            range(first, steps_per_epoch), progress, f"epoch {epoch + 1}/{config.epochs}"
+        )
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             graphs, texts, labels = make_batch([train_examples[i] for i in idx], get_graph, dev)
@@ -386,15 +500,37 @@ def finetune(
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optim.step()
-            total += len(idx)
-            correct += int((logits.argmax(-1) == labels).sum())
-            loss_sum += float(loss.detach()) * len(idx)
+            sums.total += len(idx)
+            sums.correct += int((logits.argmax(-1) == labels).sum())
+            sums.loss_sum += float(loss.detach()) * len(idx)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            global_step = epoch * steps_per_epoch + step + 1
+            written = None
+            every = config.checkpoint_every
+            # the last step of an epoch is followed by the end-of-epoch save right away
+            if (
+                out is not None
+                and every > 0
+                and global_step % every == 0
+                and step + 1 < steps_per_epoch
+            ):
+                sums.seconds = time.perf_counter() - t0
+                written = _save_resume_dir(model, out, state(epoch, step + 1, sums), frozen)
+            if callback is not None:
+                callback(
+                    {
+                        "epoch": epoch + 1,
+                        "step": step + 1,
+                        "global_step": global_step,
+                        "loss": float(loss.detach()),
+                        "saved": written,
+                    }
+                )
         record: dict[str, Any] = {
             "epoch": epoch + 1,
-            "loss": loss_sum / total,
-            "train_acc": correct / total,
+            "loss": sums.loss_sum / sums.total,
+            "train_acc": sums.correct / sums.total,
             "seconds": time.perf_counter() - t0,
         }
         if val_examples:
@@ -408,14 +544,15 @@ def finetune(
             f"epoch {epoch + 1}: loss {record['loss']:.4f}, train acc "
             f"{100 * record['train_acc']:.1f}%{val_txt} ({record['seconds']:.1f} s)"
         )
-        if out_dir is not None:
-            save_task_checkpoint(
+        if out is not None:
+            _write_checkpoint(
                 model,
-                out_dir,
+                out,
                 graph_spec=graph_spec,
                 extra={**dict(extra or {}), "finetune": asdict(config), "history": history},
+                state=state(epoch + 1, 0, _EpochSums()),
             )
-    return {"history": history}
+    return {"history": history, "resumed_from": resumed_from}
 
 
 def _progress(it: Any, enabled: bool, desc: str) -> Any:
@@ -427,6 +564,435 @@ def _progress(it: Any, enabled: bool, desc: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------
+# Resume state
+# ------------------------------------------------------------------------------------------
+@dataclass
+class _EpochSums:
+    """Running sums of the epoch under way (restored so a resumed epoch reports the same)."""
+
+    total: int = 0
+    correct: int = 0
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _RunIdentity:
+    """What a resumed run must share with the one that wrote the state."""
+
+    task: str
+    head: dict[str, Any]
+    finetune: dict[str, Any]
+    examples: str
+    num_examples: int
+    backbone: str | None  # digest of a frozen backbone (None: trained, saved with the state)
+
+
+@dataclass
+class _State:
+    """Everything written to ``training_state.safetensors`` + ``trainer.json``."""
+
+    run: _RunIdentity
+    epoch: int  # 0-based epoch under way (== epochs done when step == 0)
+    step: int  # optimizer steps done in that epoch
+    steps_per_epoch: int
+    sums: _EpochSums
+    history: list[dict[str, Any]]
+    order: list[int]
+    gen: random.Random
+    optim: torch.optim.Optimizer
+
+    def payload(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        from neurogshn.training.checkpoint import capture_rng_state, flatten_optimizer_state
+
+        opt_tensors, opt_meta = flatten_optimizer_state(self.optim.state_dict())
+        rng_tensors, rng_meta = capture_rng_state()
+        tensors = {
+            **opt_tensors,
+            **rng_tensors,
+            "order": torch.tensor(self.order, dtype=torch.int64),
+        }
+        version, internal, gauss = self.gen.getstate()
+        meta = {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "step": self.step,
+            "global_step": self.epoch * self.steps_per_epoch + self.step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "epoch_sums": asdict(self.sums),
+            "history": self.history,
+            "task": self.run.task,
+            "head": self.run.head,
+            "finetune": self.run.finetune,
+            "train_examples": {"count": self.run.num_examples, "sha256": self.run.examples},
+            "backbone": (
+                {"trained": False, "sha256": self.run.backbone}
+                if self.run.backbone is not None
+                else {"trained": True}
+            ),
+            "shuffle_rng": [version, list(internal), gauss],
+            "optimizer": opt_meta,
+            "rng": rng_meta,
+        }
+        return tensors, meta
+
+
+@dataclass
+class FinetuneState:
+    """A resume state read back from disk (files verified against their recorded digests).
+
+    Attributes:
+        path: the state directory (the output directory or its ``resume/``).
+        trainer: contents of ``trainer.json``.
+        tensors: contents of ``training_state.safetensors``.
+    """
+
+    path: Path
+    trainer: dict[str, Any]
+    tensors: dict[str, Tensor] = field(repr=False)
+
+    @property
+    def epoch(self) -> int:
+        """0-based epoch under way (the number of finished epochs when ``step == 0``)."""
+        return int(self.trainer["epoch"])
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps done in that epoch."""
+        return int(self.trainer["step"])
+
+
+def find_finetune_state(out_dir: str | Path) -> Path | None:
+    """The directory of the newest resume state in a fine-tuning output, or ``None``:
+    ``out_dir/resume`` (mid-epoch; always newer, the end-of-epoch rewrite removes it) or
+    ``out_dir`` itself (end of the last epoch)."""
+    out = Path(out_dir)
+    if (out / RESUME_DIR).is_dir():
+        return out / RESUME_DIR
+    if (out / TRAINER_FILE).is_file():
+        return out
+    return None
+
+
+def read_finetune_state(directory: str | Path, verify: bool = True) -> FinetuneState:
+    """Read and validate a resume state directory.
+
+    Args:
+        directory: ``out_dir`` or ``out_dir/resume``.
+        verify: also compare every file's SHA-256 with the recorded one (sizes are always
+            compared).
+
+    Raises:
+        CheckpointError: naming the missing, truncated, altered or malformed file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(directory)
+    trainer_path = path / TRAINER_FILE
+    if not trainer_path.is_file():
+        raise CheckpointError(trainer_path, "missing: not a fine-tuning resume state")
+    try:
+        trainer = json.loads(trainer_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(trainer_path, f"not valid JSON (truncated?): {exc}") from None
+    if not isinstance(trainer, dict) or trainer.get("format") != STATE_FORMAT:
+        raise CheckpointError(trainer_path, f"not a {STATE_FORMAT} file")
+    if int(trainer.get("version", -1)) > STATE_VERSION:
+        raise CheckpointError(
+            trainer_path,
+            f"format version {trainer['version']} is newer than this neurogshn ({STATE_VERSION})",
+        )
+    required = (
+        "epoch",
+        "step",
+        "steps_per_epoch",
+        "epoch_sums",
+        "history",
+        "task",
+        "head",
+        "finetune",
+        "train_examples",
+        "backbone",
+        "shuffle_rng",
+        "optimizer",
+        "rng",
+        "files",
+    )
+    missing = [k for k in required if k not in trainer]
+    if missing:
+        raise CheckpointError(trainer_path, f"missing field(s) {', '.join(missing)}")
+    for name, info in trainer["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(file, "missing from the resume state")
+        size = file.stat().st_size
+        if size != info["bytes"]:
+            raise CheckpointError(
+                file, f"truncated or altered: {size} bytes, the run wrote {info['bytes']}"
+            )
+        if verify and _file_sha256(file) != info["sha256"]:
+            raise CheckpointError(file, "corrupted: SHA-256 differs from the one recorded")
+    state_path = path / STATE_FILE
+    if STATE_FILE not in trainer["files"] or not state_path.is_file():
+        raise CheckpointError(state_path, "missing from the resume state")
+    try:
+        tensors = load_file(str(state_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(state_path, f"not a readable safetensors file: {exc}") from None
+    if "order" not in tensors or "rng.torch" not in tensors:
+        raise CheckpointError(state_path, "no example order / RNG state in the file")
+    return FinetuneState(path, trainer, tensors)
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _examples_digest(examples: Sequence[TaskExample]) -> str:
+    """SHA-256 of the training examples (ids, images, texts, labels) in their given order."""
+    rows = [[str(e.id), list(e.image_ids), e.text, e.label] for e in examples]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def _module_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's state dict (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _tuple_state(state: Sequence[Any]) -> tuple:
+    version, internal, gauss = state
+    return (int(version), tuple(int(v) for v in internal), gauss)
+
+
+def _restore_rng(state: FinetuneState) -> None:
+    """Restore the Python, NumPy, torch and CUDA RNG states saved with ``state``."""
+    from neurogshn.training.checkpoint import restore_rng_state
+
+    try:
+        restore_rng_state(state.tensors, state.trainer["rng"], rank=0)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(state.path / TRAINER_FILE, f"bad RNG state: {exc}") from None
+
+
+def _write_state_files(directory: Path, state: _State) -> None:
+    """``training_state.safetensors``, then ``trainer.json`` (with the size and SHA-256 of
+    every other file of ``directory``) -- the last file written."""
+    from safetensors.torch import save_file
+
+    tensors, meta = state.payload()
+    save_file(tensors, str(directory / STATE_FILE))
+    meta["files"] = {
+        p.name: {"bytes": p.stat().st_size, "sha256": _file_sha256(p)}
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != TRAINER_FILE
+    }
+    (directory / TRAINER_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def _save_head(model: TaskModel, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+    save_file(state, str(directory / HEAD_WEIGHTS_FILE))
+
+
+def _save_resume_dir(model: TaskModel, out: Path, state: _State, frozen: bool) -> Path:
+    """Write ``out/resume`` atomically: head (+ backbone when trained) + the state."""
+    target = out / RESUME_DIR
+    with atomic_path(target) as tmp:
+        tmp.mkdir(parents=True)
+        _save_head(model, tmp)
+        if not frozen:
+            model.backbone.save_pretrained(tmp)
+        _write_state_files(tmp, state)
+    return target
+
+
+def check_output_dir(out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Raise :class:`~neurogshn.errors.ConfigError` when fine-tuning into ``out_dir`` with these
+    flags is refused (reads nothing but directory listings; see :func:`finetune`).
+
+    Without ``resume`` / ``overwrite`` the directory must not exist or be empty; ``resume``
+    needs a resume state there (or an empty / missing directory: a fresh start);
+    ``overwrite`` only replaces a fine-tuning output (``task.json`` or ``trainer.json``).
+    """
+    out = Path(out_dir)
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory: choose another --out")
+    old = out.with_name(f".{out.name}.old")
+    if resume and not out.exists() and old.is_dir():
+        raise ConfigError(
+            f"{out} is missing but {old} exists: a kill hit the moment the directory was being "
+            f"replaced; rename {old} to {out} and run again with --resume"
+        )
+    state_dir = find_finetune_state(out)
+    # leftovers of an interrupted atomic write (.resume.XXXX.tmp, .resume.old) do not count
+    occupied = out.is_dir() and any(
+        not (p.name.startswith(".") and p.name.endswith((".tmp", ".old"))) for p in out.iterdir()
+    )
+    if not occupied:
+        return
+    if resume:
+        if state_dir is None:
+            raise ConfigError(
+                f"{out} holds no fine-tuning resume state ({TRAINER_FILE}) to continue: pass "
+                "--overwrite to start over there, or choose another --out"
+            )
+        return
+    if not overwrite:
+        if state_dir is not None:
+            raise ConfigError(
+                f"{out} holds the resumable state of an earlier fine-tuning run "
+                f"({state_dir / TRAINER_FILE}): pass --resume to continue it, --overwrite to "
+                "discard it and start over, or choose another --out"
+            )
+        raise ConfigError(
+            f"{out} already exists and is not empty: pass --overwrite to replace a fine-tuned "
+            "checkpoint there, or choose another --out"
+        )
+    if state_dir is None and not (out / TASK_FILE).is_file():
+        raise ConfigError(
+            f"{out} is not empty and holds no fine-tuning output ({TASK_FILE}, "
+            f"{TRAINER_FILE}): refusing to replace it, even with --overwrite; choose another --out"
+        )
+
+
+def _prepare_out_dir(
+    out: Path, resume: bool, overwrite: bool, log: Callable[[str], None]
+) -> FinetuneState | None:
+    """Check ``out`` against the flags; returns the state to resume from (or ``None``)."""
+    check_output_dir(out, resume, overwrite)
+    state_dir = find_finetune_state(out)
+    if resume:
+        if state_dir is not None:
+            return read_finetune_state(state_dir)
+        log(f"--resume: no fine-tuning state in {out}; starting fresh")
+        return None
+    if overwrite and state_dir is not None:
+        # the old run's weights stay until the first epoch end replaces the whole directory,
+        # but its state goes now, so that a kill before then cannot resume the discarded run
+        shutil.rmtree(out / RESUME_DIR, ignore_errors=True)
+        for name in (TRAINER_FILE, STATE_FILE):
+            (out / name).unlink(missing_ok=True)
+        log(f"--overwrite: discarded the earlier fine-tuning state in {out}")
+    return None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dict_diff(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str) -> list[str]:
+    """``"key: checkpoint A, now B"`` for every differing entry (long lists summarised)."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list):
+            shown = f"{len(a)} entries vs {len(b)}"
+            pairs = enumerate(zip(a, b, strict=False))
+            first = next((i for i, (x, y) in pairs if x != y), None)
+            if first is not None:
+                shown += (
+                    f", first difference at [{first}]: {_short(a[first])} vs {_short(b[first])}"
+                )
+            out.append(f"{prefix}{key}: checkpoint vs now: {shown}")
+        else:
+            out.append(f"{prefix}{key}: checkpoint {_short(a)}, now {_short(b)}")
+    return out
+
+
+def _check_resumable(saved: FinetuneState, run: _RunIdentity, config: FinetuneConfig) -> None:
+    """CheckpointError listing every difference between the saved run and this one."""
+    where = saved.path / TRAINER_FILE
+    t = saved.trainer
+    diffs: list[str] = []
+    if t["task"] != run.task:
+        diffs.append(f"task: checkpoint {t['task']!r}, now {run.task!r}")
+    diffs += _dict_diff(t["head"], run.head, "head.")
+    ignore = set(RESUME_MAY_DIFFER)
+    diffs += _dict_diff(
+        {k: v for k, v in t["finetune"].items() if k not in ignore},
+        {k: v for k, v in run.finetune.items() if k not in ignore},
+        "",
+    )
+    ex = t["train_examples"]
+    if ex.get("count") != run.num_examples:
+        diffs.append(f"training examples: checkpoint {ex.get('count')}, now {run.num_examples}")
+    elif ex.get("sha256") != run.examples:
+        diffs.append("training examples: same number but different items or order")
+    trained = bool(t["backbone"].get("trained"))
+    if trained != (run.backbone is None):
+        diffs.append(
+            f"backbone: checkpoint {'trained' if trained else 'frozen'}, now "
+            f"{'trained' if run.backbone is None else 'frozen'}"
+        )
+    elif not trained and t["backbone"].get("sha256") != run.backbone:
+        diffs.append("frozen backbone weights differ (another --from checkpoint?)")
+    if diffs:
+        raise CheckpointError(
+            where,
+            "the run was started with a different configuration ("
+            + "; ".join(diffs)
+            + "): resume with the same settings, or start a new run (--overwrite or another "
+            "--out)",
+        )
+    done_or_started = saved.epoch + (1 if saved.step > 0 else 0)
+    if config.epochs < done_or_started:
+        raise CheckpointError(
+            where,
+            f"the run already reached epoch {done_or_started} "
+            f"(step {saved.step} of epoch {saved.epoch + 1}): --epochs {config.epochs} is "
+            "fewer (epochs can only be extended on resume)",
+        )
+
+
+def _restore_state(
+    saved: FinetuneState, model: TaskModel, optim: torch.optim.Optimizer, trained_backbone: bool
+) -> None:
+    """Load the head (+ backbone when trained) weights and the optimizer state."""
+    from neurogshn.training.checkpoint import unflatten_optimizer_state
+
+    _load_weights(model.head, saved.path / HEAD_WEIGHTS_FILE)
+    if trained_backbone:
+        _load_weights(model.backbone, saved.path / MODEL_WEIGHTS_FILE)
+    try:
+        optim.load_state_dict(unflatten_optimizer_state(saved.tensors, saved.trainer["optimizer"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            saved.path / STATE_FILE, f"optimizer state does not fit this model: {exc}"
+        ) from None
+
+
+def _load_weights(module: nn.Module, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(path, "missing from the resume state")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"not a readable safetensors file: {exc}") from None
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(path, f"weights do not fit this model: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------
 # Checkpoints
 # ------------------------------------------------------------------------------------------
 def save_task_checkpoint(
@@ -435,15 +1001,23 @@ def save_task_checkpoint(
     graph_spec: GraphSpec | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write backbone + head + ``task.json`` atomically into ``directory``."""
-    from safetensors.torch import save_file
+    """Write backbone + head + ``task.json`` atomically into ``directory`` (replacing it)."""
+    return _write_checkpoint(model, Path(directory), graph_spec, extra, state=None)
 
-    directory = Path(directory)
+
+def _write_checkpoint(
+    model: TaskModel,
+    directory: Path,
+    graph_spec: GraphSpec | None,
+    extra: Mapping[str, Any] | None,
+    state: _State | None,
+) -> Path:
+    """The whole output directory, atomically; with the resume state when ``state`` is
+    given (written last, so ``trainer.json`` can record every other file's digest)."""
     with atomic_path(directory) as tmp:
         tmp.mkdir(parents=True)
         model.backbone.save_pretrained(tmp)
-        state = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-        save_file(state, str(tmp / HEAD_WEIGHTS_FILE))
+        _save_head(model, tmp)
         meta = {
             "format": TASK_FORMAT,
             "version": 1,
@@ -453,6 +1027,8 @@ def save_task_checkpoint(
             **dict(extra or {}),
         }
         (tmp / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        if state is not None:
+            _write_state_files(tmp, state)
     return directory
 
 
@@ -536,11 +1112,18 @@ def run_finetune(
     progress: bool = True,
     head: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    resume: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: int = 200,
 ) -> dict[str, Any]:
     """Everything ``neurogshn finetune`` does: load, build graphs, fine-tune, save.
 
+    ``resume`` / ``overwrite`` / ``checkpoint_every``: see :func:`finetune` and
+    :class:`FinetuneConfig` (the output directory is checked before anything is loaded).
+
     Returns:
-        ``{"history", "val" (last epoch's validation metrics or None), "notes", "seconds"}``.
+        ``{"history", "val" (last epoch's validation metrics or None), "notes", "seconds",
+        "resumed_from" (state directory or None)}``.
     """
     from neurogshn.model.gshn import GSHN
     from neurogshn.tasks.evaluate import graph_getter, load_graphs
@@ -550,6 +1133,9 @@ def run_finetune(
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():
         raise CheckpointError(ckpt, "checkpoint directory not found")
+    if checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    check_output_dir(out_dir, resume, overwrite)
     dev = resolve_device(device)
     seed_everything(seed)
     spec = GraphSpec.from_checkpoint(ckpt)
@@ -585,6 +1171,7 @@ def run_finetune(
         backbone_lr=backbone_lr,
         seed=seed,
         head=dict(head or {}),
+        checkpoint_every=checkpoint_every,
     )
 
     result = finetune(
@@ -604,11 +1191,14 @@ def run_finetune(
             "splits": {"train": train_split, "val": val_split},
             "notes": notes,
         },
+        resume=resume,
+        overwrite=overwrite,
     )
-    val = result["history"][-1].get("val")
+    val = result["history"][-1].get("val") if result["history"] else None
     return {
         "history": result["history"],
         "val": val,
         "notes": notes,
         "seconds": time.perf_counter() - t0,
+        "resumed_from": result["resumed_from"],
     }
