@@ -7,6 +7,7 @@ batch size, learning rate, fine-tuning budget) and the same seeds, then writes a
     python benchmarks/ablations.py                  # default size, 3 seeds (long: see --estimate)
     python benchmarks/ablations.py --quick          # CI-sized: tiny data, few steps
     python benchmarks/ablations.py --variants full,gat_only --seeds 0,1,2 --out docs/ablations.md
+    python benchmarks/ablations.py --device cuda --jobs 9 --deadline 480   # many runs at once
 
 Variants (each one change from ``full``):
 
@@ -36,6 +37,13 @@ metrics per seed. Nothing is tuned per variant.
 
 Every finished run is stored as JSON under ``--work`` and reused by a rerun (delete it to
 redo), so a long study can be interrupted and continued.
+
+``--jobs N`` runs N (variant, seed) runs at a time, each in a spawned worker process (CUDA-safe)
+with ``cpu_count // N`` threads, started seed-major (all variants of the first seed first, so an
+interrupted study holds complete seeds). The parent first builds every graph cache the runs
+need, one after the other, so the workers only read them. ``--deadline SECONDS`` (from program
+start) starts no run after that time; running ones finish and the report lists the rest as not
+run. Each run records ``train_seconds``, ``total_seconds`` and its ``device``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +270,47 @@ def bar_chart(results: Mapping[str, Sequence[Mapping[str, float]]], path: str | 
 # ------------------------------------------------------------------------------------------
 # Running
 # ------------------------------------------------------------------------------------------
+def train_config(
+    variant: str,
+    seed: int,
+    size: StudySize,
+    data_root: Path,
+    run_dir: Path,
+    base_overrides: Sequence[str] = (),
+    device: str = "cpu",
+) -> Any:
+    """The ``TrainConfig`` of one (variant, seed) run: the study size, then ``--set``, then the
+    variant's own change."""
+    from neurogshn.training.config import TrainConfig
+
+    overrides = [
+        *size.overrides(),
+        f"data.root={data_root}",
+        f"checkpoint.out_dir={run_dir}",
+        "checkpoint.every_steps=0",
+        "log.progress=false",
+        "eval.enabled=true",
+        "eval.untrained=false",
+        f"seed={seed}",
+        f"device={device}",
+        *base_overrides,
+        *VARIANTS[variant][0],
+    ]
+    return TrainConfig().with_overrides(overrides)
+
+
+def device_name(device: Any) -> str:
+    """A readable name of the device a run uses (the GPU model on CUDA)."""
+    import platform
+
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"{dev.type} ({platform.processor() or platform.machine()})"
+
+
 def run_one(
     variant: str,
     seed: int,
@@ -270,7 +320,7 @@ def run_one(
     base_overrides: Sequence[str] = (),
     device: str = "cpu",
     log: Callable[[str], None] = print,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Pretrain one variant with one seed (:func:`neurogshn.training.run.run_pretraining`,
     which also evaluates retrieval + hard negatives on the eval split), then fine-tune a VQA
     head (backbone frozen) on the training split and score it on the eval split."""
@@ -287,41 +337,31 @@ def run_one(
         finetune,
         load_task_examples,
     )
-    from neurogshn.training.config import TrainConfig
     from neurogshn.training.run import run_pretraining
+    from neurogshn.utils.runtime import resolve_device
 
     run_dir = work / f"{variant}-seed{seed}"
     if run_dir.exists():  # an interrupted run: start it again from scratch
         shutil.rmtree(run_dir)
-    overrides = [
-        *size.overrides(),
-        f"data.root={data_root}",
-        f"checkpoint.out_dir={run_dir}",
-        "checkpoint.every_steps=0",
-        "log.progress=false",
-        "eval.enabled=true",
-        "eval.untrained=false",
-        f"seed={seed}",
-        f"device={device}",
-        *base_overrides,
-        *VARIANTS[variant][0],
-    ]
-    cfg = TrainConfig().with_overrides(overrides)
+    cfg = train_config(variant, seed, size, data_root, run_dir, base_overrides, device)
+    dev = resolve_device(None if cfg.device == "auto" else cfg.device)
     t0 = time.perf_counter()
     pre = run_pretraining(cfg, run_dir, log=lambda *a, **k: None)
     train_s = pre.timings.get("train_s", time.perf_counter() - t0)
-    out: dict[str, float] = dict(pre.trained or {})
+    out: dict[str, Any] = dict(pre.trained or {})
 
     # VQA: the same fixed budget for every variant; backbone frozen, so VQA measures what the
     # pretrained representation carries.
-    model = GSHN.from_pretrained(pre.final_dir, device=device)
+    model = GSHN.from_pretrained(pre.final_dir, device=dev)
     spec = GraphSpec(cfg.graph.segmenter, cfg.graph.backbone, cfg.graph.nodes, cfg.graph.edges)
     split = cfg.data.eval_split
     labels, train_ex, _ = load_task_examples(data_root, "vqa", cfg.data.train_split)
     train_graphs = load_graphs(
-        data_root, cfg.data.train_split, spec, cfg.graph.cache_dir, progress=False
+        data_root, cfg.data.train_split, spec, cfg.graph.cache_dir, progress=False, device=dev
     )
-    test_graphs = load_graphs(data_root, split, spec, cfg.graph.cache_dir, progress=False)
+    test_graphs = load_graphs(
+        data_root, split, spec, cfg.graph.cache_dir, progress=False, device=dev
+    )
     get_train, has_train = graph_getter(train_graphs)
     train_ex, _ = filter_examples(train_ex, has_train)
     if size.vqa_max_train is not None:
@@ -335,6 +375,7 @@ def run_one(
     out.update(evaluate_task(task_model, test_ex, get_test))
     out["train_seconds"] = float(train_s)
     out["total_seconds"] = time.perf_counter() - t0
+    out["device"] = device_name(dev)
     log(
         f"{variant} seed {seed}: i2t R@1 {100 * out['i2t_R@1']:.1f}, t2i R@1 "
         f"{100 * out['t2i_R@1']:.1f}, rel {100 * out.get('relational_acc', math.nan):.1f}, "
@@ -342,6 +383,218 @@ def run_one(
         f"({out['total_seconds']:.0f} s)"
     )
     return out
+
+
+def prebuild_graph_caches(
+    variants: Sequence[str],
+    size: StudySize,
+    data_root: Path,
+    work: Path,
+    base_overrides: Sequence[str] = (),
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Build, one after the other, every graph cache the runs of ``variants`` will read, so
+    that concurrent runs only ever load them (never race on building the same entry).
+
+    One cache per distinct (segmenter, backbone, nodes, edges, cache_dir, split) among the
+    variants' configurations (``graph.nodes`` panoptic/patches/boxes, ``graph.edges``
+    full/none; ``--set`` may change any of them), for the pretraining and evaluation splits.
+    Each is loaded with :func:`neurogshn.training.run.load_split`, the function
+    :func:`~neurogshn.training.run.run_pretraining` uses, with the same arguments (the cache
+    key does not depend on the device, which only runs the backbone).
+
+    Returns:
+        One record per cache: the graph settings, ``split``, ``path`` of the entry and
+        ``mtime_ns`` (newest file in it; a later rebuild would change it).
+    """
+    from neurogshn.training.distributed import DistInfo
+    from neurogshn.training.run import load_split
+    from neurogshn.utils.runtime import resolve_device
+
+    seen: set[tuple[Any, ...]] = set()
+    records: list[dict[str, Any]] = []
+    for variant in variants:
+        cfg = train_config(variant, 0, size, data_root, work / "_cache", base_overrides, device)
+        dev = resolve_device(None if cfg.device == "auto" else cfg.device)
+        g = cfg.graph
+        for split in dict.fromkeys((cfg.data.train_split, cfg.data.eval_split)):
+            key = (g.segmenter, g.backbone, g.nodes, g.edges, g.cache_dir, split)
+            if key in seen:
+                continue
+            seen.add(key)
+            t = time.perf_counter()
+            graphs = load_split(cfg, Path(cfg.data.root), split, DistInfo(), dev)
+            entry = Path(graphs.path) if getattr(graphs, "path", None) else None
+            records.append(
+                {
+                    "segmenter": g.segmenter,
+                    "backbone": g.backbone,
+                    "nodes": g.nodes,
+                    "edges": g.edges,
+                    "split": split,
+                    "path": str(entry) if entry else None,
+                    "mtime_ns": _newest_mtime_ns(entry) if entry else None,
+                }
+            )
+            log(
+                f"graph cache {g.nodes}/{g.edges} {split}: {len(graphs)} graphs "
+                f"({time.perf_counter() - t:.1f} s)"
+            )
+    return records
+
+
+def _newest_mtime_ns(directory: Path) -> int:
+    return max((p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()), default=0)
+
+
+# ------------------------------------------------------------------------------------------
+# Scheduling (seed-major, N concurrent runs, deadline)
+# ------------------------------------------------------------------------------------------
+def job_order(variants: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int]]:
+    """(variant, seed) pairs, seed-major: every variant of the first seed comes first, so an
+    interrupted study holds complete seeds."""
+    return [(variant, seed) for seed in seeds for variant in variants]
+
+
+def schedule(
+    tasks: Sequence[Any],
+    execute: Callable[[Any], Any],
+    *,
+    jobs: int = 1,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.time,
+    executor: Any = None,
+    on_result: Callable[[Any, Any], None] | None = None,
+) -> tuple[dict[Any, Any], list[Any]]:
+    """Run ``execute(task)`` for each task, in order, at most ``jobs`` at a time.
+
+    Tasks are started in the given order; one that has not started when ``clock()`` reaches
+    ``deadline`` is skipped (running ones finish). With ``jobs > 1`` the tasks go to
+    ``executor`` (a ``concurrent.futures`` executor with at least ``jobs`` workers); a task
+    whose future raises (e.g. a crashed worker process) gets ``{"status": "failed", "error":
+    ...}`` as its result.
+
+    Args:
+        tasks: hashable task descriptions.
+        execute: ``execute(task) -> result`` (picklable for a process pool).
+        jobs: concurrent tasks; 1 runs them one after the other in this process.
+        deadline: ``clock()`` value after which no task starts (``None``: no deadline).
+        clock: time source compared with ``deadline``.
+        executor: the pool for ``jobs > 1``.
+        on_result: called as ``on_result(task, result)`` as each task finishes.
+
+    Returns:
+        ``(results, skipped)``: task → result in completion order, and the skipped tasks.
+    """
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    results: dict[Any, Any] = {}
+    skipped: list[Any] = []
+
+    def finish(task: Any, result: Any) -> None:
+        results[task] = result
+        if on_result is not None:
+            on_result(task, result)
+
+    def expired() -> bool:
+        return deadline is not None and clock() >= deadline
+
+    if jobs <= 1 or executor is None:
+        for task in tasks:
+            if expired():
+                skipped.append(task)
+                continue
+            finish(task, execute(task))
+        return results, skipped
+
+    pending = deque(tasks)
+    in_flight: dict[Any, Any] = {}
+    while pending or in_flight:
+        while pending and len(in_flight) < jobs:
+            task = pending.popleft()
+            if expired():
+                skipped.append(task)
+                continue
+            try:
+                in_flight[executor.submit(execute, task)] = task
+            except Exception as exc:  # e.g. BrokenProcessPool after a worker died
+                finish(task, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        if not in_flight:
+            continue
+        done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        for future in done:
+            task = in_flight.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:
+                result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            finish(task, result)
+    return results, skipped
+
+
+def _init_worker(threads: int) -> None:
+    """Worker start-up (before any torch-heavy import): ``threads`` intra-op threads."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_job(job: Mapping[str, Any], task: tuple[str, int]) -> dict[str, Any]:
+    """Run ``task = (variant, seed)`` of the study described by ``job`` (plain picklable
+    values: size, data, runs, results, overrides, device); writes
+    ``<results>/<variant>-seed<seed>.json`` atomically and never raises (a failure comes back
+    as ``{"status": "failed", "error": ...}``)."""
+    from neurogshn.utils.io import write_json_atomic
+
+    variant, seed = task[0], int(task[1])
+    size = StudySize(**job["size"])
+    try:
+        res = run_one(
+            variant,
+            seed,
+            size,
+            Path(job["data"]),
+            Path(job["runs"]),
+            job["overrides"],
+            job["device"],
+        )
+        res = {**res, "seed": seed, "steps": size.steps, "train_images": size.train}
+        write_json_atomic(Path(job["results"]) / f"{variant}-seed{seed}.json", res)
+    except Exception as exc:  # report it in the table, go on with the others
+        import traceback
+
+        traceback.print_exc()
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok", "result": res}
+
+
+def _process_pool(jobs: int) -> Any:
+    """``jobs`` spawned worker processes (CUDA-safe), each with cpu_count // jobs threads."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cpus or 1) // jobs)
+    # The workers unpickle functions by module name: use the importable copy of this module
+    # (``benchmarks.ablations``, the repository root is on sys.path) whatever name it runs as.
+    mod = _importable_self()
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=mod._init_worker,
+        initargs=(threads,),
+    ), mod._run_job
+
+
+def _importable_self() -> Any:
+    import importlib
+
+    return importlib.import_module("benchmarks.ablations")
 
 
 def ensure_data(root: Path, size: StudySize, seed: int = 0) -> Path:
@@ -367,8 +620,13 @@ def write_report(
     wall_s: float,
     estimate_s: float | None,
     failures: Sequence[str] = (),
+    *,
+    jobs: int = 1,
+    device: str = "",
+    not_run: Sequence[str] = (),
+    graph_caches: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """Markdown (table + how it was made) and the PNG beside it."""
+    """Markdown (table + how it was made) and the PNG beside it; the raw results as JSON."""
     png = out.with_suffix(".png")
     bar_chart(results, png)
     seeds = sorted({int(r.get("seed", -1)) for runs in results.values() for r in runs})
@@ -394,7 +652,8 @@ def write_report(
             if estimate_s
             else ""
         )
-        + ".",
+        + ".  ",
+        f"Runs: {jobs} at a time{f' on {device}' if device else ''}.",
         "",
         "Figures in percent, mean ± sample std over seeds. Retrieval on the test split "
         "(zero-shot after pretraining); relational / attribute accuracy: true caption vs its "
@@ -411,10 +670,27 @@ def write_report(
     if failures:
         lines += ["Runs that failed (left out of the table):", ""]
         lines += [f"- {f}" for f in failures] + [""]
+    if not_run:
+        lines += ["Runs not run (deadline):", ""]
+        lines += [f"- {f}" for f in not_run] + [""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     raw = out.with_suffix(".json")
-    raw.write_text(json.dumps({"results": results, "size": size.__dict__}, indent=2) + "\n")
+    raw.write_text(
+        json.dumps(
+            {
+                "results": results,
+                "size": size.__dict__,
+                "jobs": jobs,
+                "device": device,
+                "failures": list(failures),
+                "not_run": list(not_run),
+                "graph_caches": list(graph_caches),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -430,6 +706,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--images", default=None, metavar="TRAIN,VAL,TEST", help="override generated split sizes"
     )
     parser.add_argument("--model", default=None, help="override the named model configuration")
+    parser.add_argument("--vqa-epochs", type=int, default=None, help="override VQA head epochs")
+    parser.add_argument(
+        "--vqa-max-train", type=int, default=None, help="override VQA training questions used"
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -439,11 +719,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="(variant, seed) runs at a time, each in its own process (1: one after the other "
+        "in this process); each worker uses cpu_count // jobs threads",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no run after this many seconds from program start (running ones finish; "
+        "the report lists the others as not run)",
+    )
+    parser.add_argument(
         "--estimate",
         action="store_true",
         help="only print the estimated full-size time from finished quick runs",
     )
+    t_start = time.time()
+    t0 = time.perf_counter()
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     size = QUICK_SIZE if args.quick else DEFAULT_SIZE
     if args.steps is not None:
@@ -453,6 +752,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         size = StudySize(**{**size.__dict__, "train": tr, "val": va, "test": te})
     if args.model is not None:
         size = StudySize(**{**size.__dict__, "model": args.model})
+    if args.vqa_epochs is not None:
+        size = StudySize(**{**size.__dict__, "vqa_epochs": args.vqa_epochs})
+    if args.vqa_max_train is not None:
+        size = StudySize(**{**size.__dict__, "vqa_max_train": args.vqa_max_train})
     tag = "quick" if args.quick else "full"
     work = args.work or REPO / "runs" / f"ablations-{tag}"
     data = args.data or work / "data"
@@ -470,33 +773,98 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
 
-    t0 = time.perf_counter()
     ensure_data(data, size)
-    results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    todo: list[tuple[str, int]] = []
+    for variant, seed in job_order(variants, seeds):
+        path = results_dir / f"{variant}-seed{seed}.json"
+        if path.is_file():
+            done[(variant, seed)] = json.loads(path.read_text())
+        else:
+            todo.append((variant, seed))
     failures: list[str] = []
-    from neurogshn.utils.io import write_json_atomic
+    not_run: list[str] = []
+    caches: list[dict[str, Any]] = []
+    jobs = max(1, min(args.jobs, len(todo))) if todo else 1
+    deadline = None if args.deadline is None else t_start + args.deadline
+    if todo and deadline is not None and time.time() >= deadline:
+        not_run = [f"`{v}` seed {s}" for v, s in todo]
+        print(f"deadline passed: {len(not_run)} run(s) not started: {', '.join(not_run)}")
+        todo = []
+    if todo:
+        caches = prebuild_graph_caches(
+            list(dict.fromkeys(v for v, _ in todo)),
+            size,
+            data,
+            work / "runs",
+            args.set,
+            args.device,
+        )
 
-    for seed in seeds:
-        for variant in variants:
-            path = results_dir / f"{variant}-seed{seed}.json"
-            if path.is_file():
-                res = json.loads(path.read_text())
+        job = {
+            "size": dict(size.__dict__),
+            "data": str(data.resolve()),
+            "runs": str((work / "runs").resolve()),
+            "results": str(results_dir.resolve()),
+            "overrides": list(args.set),
+            "device": args.device,
+        }
+
+        n_done = 0
+
+        def on_result(task: tuple[str, int], outcome: Mapping[str, Any]) -> None:
+            nonlocal n_done
+            n_done += 1
+            variant, seed = task
+            if outcome.get("status") == "ok":
+                done[task] = outcome["result"]
+                print(f"[{n_done}/{len(todo)}] {variant} seed {seed}: done", flush=True)
             else:
-                try:
-                    res = run_one(variant, seed, size, data, work / "runs", args.set, args.device)
-                except Exception as exc:  # report it in the table, go on with the others
-                    print(f"{variant} seed {seed}: FAILED: {type(exc).__name__}: {exc}")
-                    failures.append(f"`{variant}` seed {seed}: {type(exc).__name__}: {exc}")
-                    continue
-                res = {**res, "seed": seed, "steps": size.steps, "train_images": size.train}
-                write_json_atomic(path, res)
-            results[variant].append(res)
+                print(f"{variant} seed {seed}: FAILED: {outcome.get('error')}", flush=True)
+                failures.append(f"`{variant}` seed {seed}: {outcome.get('error')}")
+
+        if jobs == 1:
+            _, skipped = schedule(
+                todo, partial(_run_job, job), deadline=deadline, on_result=on_result
+            )
+        else:
+            pool, run_job = _process_pool(jobs)
+            with pool:
+                _, skipped = schedule(
+                    todo,
+                    partial(run_job, job),
+                    jobs=jobs,
+                    deadline=deadline,
+                    executor=pool,
+                    on_result=on_result,
+                )
+        not_run = [f"`{v}` seed {s}" for v, s in skipped]
+        if not_run:
+            print(f"deadline passed: {len(not_run)} run(s) not started: {', '.join(not_run)}")
+    results: dict[str, list[dict[str, Any]]] = {
+        v: [done[(v, s)] for s in seeds if (v, s) in done] for v in variants
+    }
+    devices = sorted({str(r["device"]) for r in done.values() if r.get("device")})
+    device = ", ".join(devices) if devices else args.device
     wall = time.perf_counter() - t0
     estimate = estimate_full_seconds(results_dir, len(VARIANTS) * 3) if args.quick else None
     command = "python benchmarks/ablations.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    write_report(results, out, size, command.strip(), args.quick, wall, estimate, failures)
+    write_report(
+        results,
+        out,
+        size,
+        command.strip(),
+        args.quick,
+        wall,
+        estimate,
+        failures,
+        jobs=args.jobs,
+        device=device,
+        not_run=not_run,
+        graph_caches=caches,
+    )
     print(markdown_table(results))
     print(f"wrote {out} and {out.with_suffix('.png')} ({wall / 60:.1f} min)")
     if estimate:

@@ -61,3 +61,88 @@ def test_missing_metric_is_shown_not_invented():
     text = abl.markdown_table(results)
     assert "–" in text  # the missing VQA figure
     assert "full > no_stl: **n/a**" in text
+
+
+def test_job_order_is_seed_major():
+    assert abl.job_order(["full", "no_cl"], [0, 1]) == [
+        ("full", 0),
+        ("no_cl", 0),
+        ("full", 1),
+        ("no_cl", 1),
+    ]
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_schedule_sequential_skips_runs_not_started_before_the_deadline():
+    clock = _FakeClock()
+    started: list[tuple[str, int]] = []
+
+    def execute(task):
+        started.append(task)
+        clock.now += 10.0  # every run takes 10 s
+        return {"status": "ok", "result": task}
+
+    tasks = abl.job_order(["a", "b"], [0, 1])
+    seen = []
+    results, skipped = abl.schedule(
+        tasks, execute, deadline=15.0, clock=clock, on_result=lambda t, r: seen.append(t)
+    )
+    # the second run starts at 10 s < 15 s and finishes; the others would start at 20 s
+    assert started == [("a", 0), ("b", 0)] and seen == started
+    assert list(results) == started and skipped == [("a", 1), ("b", 1)]
+    results, skipped = abl.schedule(tasks, execute, deadline=None, clock=clock)
+    assert list(results) == tasks and skipped == []
+
+
+def test_schedule_pool_keeps_jobs_in_flight_in_order_and_stops_at_deadline():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    clock = _FakeClock()
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+
+    class RecordingPool(ThreadPoolExecutor):
+        def __init__(self) -> None:
+            super().__init__(max_workers=4)
+            self.submitted: list[tuple[str, int]] = []
+
+        def submit(self, fn, task):
+            self.submitted.append(task)
+            return super().submit(fn, task)
+
+    def execute(task):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            if task == ("boom", 0):
+                raise RuntimeError("worker died")
+            return {"status": "ok", "result": task}
+        finally:
+            with lock:
+                running[0] -= 1
+                clock.now += 1.0  # the clock advances as runs finish
+
+    tasks = abl.job_order(["a", "boom", "b"], [0, 1, 2])
+    with RecordingPool() as pool:
+        results, skipped = abl.schedule(
+            tasks, execute, jobs=2, deadline=4.0, clock=clock, executor=pool
+        )
+    started = pool.submitted
+    assert peak[0] <= 2  # never more than `jobs` runs at a time, though the pool has 4 workers
+    assert 4 <= len(started) < len(tasks)
+    assert started == tasks[: len(started)]  # started in seed-major order
+    assert skipped == tasks[len(started) :]  # the rest was never started
+    assert set(results) == set(started)
+    assert results[("boom", 0)]["status"] == "failed"
+    assert "RuntimeError: worker died" in results[("boom", 0)]["error"]
+    assert results[("a", 0)] == {"status": "ok", "result": ("a", 0)}
