@@ -17,7 +17,6 @@ import torch
 from neurogshn.cli import main
 from neurogshn.errors import CheckpointError, ConfigError
 from neurogshn.tasks.finetune import (
-    RESUME_DIR,
     FinetuneConfig,
     TaskExample,
     build_task_model,
@@ -25,8 +24,8 @@ from neurogshn.tasks.finetune import (
     finetune,
     load_task_checkpoint,
     load_task_examples,
-    read_finetune_state,
 )
+from neurogshn.tasks.finetune_state import RESUME_DIR, read_finetune_state
 
 # 40 examples, batch 8: 5 steps per epoch, 10 in all; states after global steps 3, 5 (end of
 # epoch 1), 6 and 9 (end of epoch 2: 10). The interrupted run stops after step 8, so the
