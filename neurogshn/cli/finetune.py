@@ -20,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "`neurogshn evaluate --task TASK --checkpoint OUT` reads; OUT/resume/ holds the "
             "newest mid-epoch state (every --checkpoint-every steps). A killed run continues "
             "with the same command plus --resume, exactly as if it had not been interrupted "
-            "(bit for bit on CPU); --resume with a larger --epochs extends a finished run. An "
-            "existing non-empty OUT needs --resume or --overwrite."
+            "(bit for bit on CPU with one thread); --resume with a larger --epochs extends a "
+            "finished run. An existing non-empty OUT needs --resume or --overwrite."
         ),
     )
     parser.add_argument("--task", required=True, choices=["vqa", "ve", "nlvr2"], help="task")

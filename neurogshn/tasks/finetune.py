@@ -22,7 +22,7 @@ so that ``GSHN.from_pretrained(out)`` still loads the backbone alone (e.g. for r
 epoch (a kill leaves the previous epoch's complete directory; the rewrite drops ``resume/``), and
 ``resume/`` is rewritten atomically every ``checkpoint_every`` optimizer steps, so
 ``finetune(..., resume=True)`` (``neurogshn finetune --resume``) continues a killed run from the
-newest state -- bit for bit like an uninterrupted run on CPU (same thread count): weights,
+newest state -- bit for bit like an uninterrupted run on CPU with one thread: weights,
 optimizer moments, the example order, the position in the epoch, the loss sums of the epoch
 under way and every RNG state are restored (the state, its files, atomicity and integrity checks
 are in :mod:`neurogshn.tasks.finetune_state`). Nothing is pickled: tensors go to safetensors, the

@@ -32,7 +32,7 @@ recorded SHA-256) and every :class:`~neurogshn.tasks.finetune.FinetuneConfig` fi
 difference. :func:`check_output_dir` refuses to start a run over a previous one without
 ``resume`` / ``overwrite``. Restoring weights, AdamW moments, the example order, the position
 in the epoch, the loss sums and every RNG state makes a resumed run equal an uninterrupted one
-bit for bit on CPU (same thread count). Nothing is pickled: tensors go to safetensors, the
+bit for bit on CPU with one thread. Nothing is pickled: tensors go to safetensors, the
 rest to JSON.
 """
 
