@@ -610,16 +610,13 @@ def _write_checkpoint(
 
 def read_task_json(directory: str | Path) -> dict[str, Any]:
     """``task.json`` of a fine-tuned checkpoint (CheckpointError when absent or bad)."""
+    from neurogshn.training.checkpoint import load_json_object
+
     path = Path(directory) / TASK_FILE
-    if not path.is_file():
-        raise CheckpointError(
-            path, "no task.json: not a fine-tuned task checkpoint (run `neurogshn finetune`)"
-        )
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(path, f"not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != TASK_FORMAT:
+    meta = load_json_object(
+        path, "no task.json: not a fine-tuned task checkpoint (run `neurogshn finetune`)"
+    )
+    if meta.get("format") != TASK_FORMAT:
         raise CheckpointError(path, f"not a {TASK_FORMAT} file")
     return meta
 

@@ -198,14 +198,11 @@ def read_finetune_state(directory: str | Path, verify: bool = True) -> FinetuneS
     from safetensors.torch import load_file
 
     path = Path(directory)
+    from neurogshn.training.checkpoint import load_json_object
+
     trainer_path = path / TRAINER_FILE
-    if not trainer_path.is_file():
-        raise CheckpointError(trainer_path, "missing: not a fine-tuning resume state")
-    try:
-        trainer = json.loads(trainer_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(trainer_path, f"not valid JSON (truncated?): {exc}") from None
-    if not isinstance(trainer, dict) or trainer.get("format") != STATE_FORMAT:
+    trainer = load_json_object(trainer_path, "missing: not a fine-tuning resume state")
+    if trainer.get("format") != STATE_FORMAT:
         raise CheckpointError(trainer_path, f"not a {STATE_FORMAT} file")
     if int(trainer.get("version", -1)) > STATE_VERSION:
         raise CheckpointError(

@@ -209,9 +209,11 @@ def _load_safetensors(path: Path) -> dict[str, Tensor]:
         ) from None
 
 
-def _load_json(path: Path) -> dict[str, Any]:
+def load_json_object(path: Path, missing: str = "missing from the checkpoint") -> dict[str, Any]:
+    """A checkpoint's JSON object; CheckpointError naming ``path`` when it is absent
+    (``missing`` says why that matters), unreadable, truncated or not an object."""
     if not path.is_file():
-        raise CheckpointError(path, "missing from the checkpoint")
+        raise CheckpointError(path, missing)
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -330,7 +332,7 @@ class CheckpointManager:
         path = Path(path)
         if not path.is_dir():
             raise CheckpointError(path, "checkpoint directory not found")
-        trainer = _load_json(path / TRAINER_FILE)
+        trainer = load_json_object(path / TRAINER_FILE)
         if trainer.get("format") != FORMAT:
             raise CheckpointError(path / TRAINER_FILE, f"not a {FORMAT} file")
         if int(trainer.get("version", -1)) > FORMAT_VERSION:
@@ -352,7 +354,7 @@ class CheckpointManager:
             if verify and _sha256(file) != info["sha256"]:
                 raise CheckpointError(file, "corrupted: SHA-256 differs from the one recorded")
         tensors = _load_safetensors(path / STATE_FILE)
-        train_config = _load_json(path / TRAIN_CONFIG_FILE)
+        train_config = load_json_object(path / TRAIN_CONFIG_FILE)
         return TrainingCheckpoint(path, trainer, train_config, tensors)
 
     @staticmethod
