@@ -23,6 +23,7 @@ no_itm_hn      no hard negatives from the data (``data.hard_negative_kinds = []`
 patches        a regular patch grid instead of panoptic segments (``graph.nodes``)
 boxes          segment bounding boxes instead of masks (``graph.nodes = boxes``)
 no_edges       bag of segments: no graph edges (``graph.edges = none``)
+no_grounding   the ITM head's phrase-grounding term off (``itm_grounding_weight = 0``)
 =============  =================================================================
 
 Per run: pretrain (``neurogshn.training``), zero-shot retrieval on the eval split with the
@@ -82,6 +83,10 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
     "patches": (("graph.nodes=patches",), "patch grid instead of panoptic segments"),
     "boxes": (("graph.nodes=boxes",), "boxes instead of masks"),
     "no_edges": (("graph.edges=none",), "bag of segments (no edges)"),
+    "no_grounding": (
+        ("model.overrides.itm_grounding_weight=0",),
+        "no phrase-grounding term on the ITM head's attention",
+    ),
 }
 
 #: (result key, column header)

@@ -109,6 +109,8 @@ class ProbeHead(nn.Module):
             dropout=0.0,
             node_position=config.itm_node_position,
             self_attention=config.itm_self_attention,
+            token_position=config.itm_token_position,
+            max_tokens=config.text_max_length,
         )
 
     def forward(self, tok: Tensor, tmask: Tensor, nodes: Tensor, nmask: Tensor, pos: Tensor):

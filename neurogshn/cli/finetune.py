@@ -63,6 +63,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the resume state to OUT/resume every STEPS optimizer steps (default 200; "
         "0: only at the end of every epoch, which always writes one)",
     )
+    parser.add_argument(
+        "--head-fusion",
+        choices=["blip", "cross"],
+        default="cross",
+        help="task head: 'cross' (tokens cross-attend to the nodes; default, measured better "
+        "on VQA, docs/tasks.md) or 'blip' (token and node positions, self- and cross-attention)",
+    )
+    parser.add_argument(
+        "--head-layers", type=int, default=None, help="blocks of the task head (default 1)"
+    )
     again = parser.add_mutually_exclusive_group()
     again.add_argument(
         "--resume",
@@ -102,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         checkpoint_every=args.checkpoint_every,
+        head={"fusion": args.head_fusion}
+        | ({} if args.head_layers is None else {"layers": args.head_layers}),
     )
     for note in result["notes"]:
         print(f"note: {note}")

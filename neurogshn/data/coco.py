@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from neurogshn.data.grounding import SegmentLabel
 from neurogshn.errors import DataError
 from neurogshn.segmentation.base import PanopticSegmentation, Segment
 
@@ -410,6 +411,24 @@ class CocoPanopticDataset:
                 unknown += 1
         if unknown:
             log.info("%s: %d caption(s) for images not in the panoptic split", path, unknown)
+
+    def segment_labels(self, image_id: int) -> list[SegmentLabel]:
+        """Id, category name and attributes of each segment of ``image_id``, from the
+        panoptic JSON alone (no PNG is read; entries with a bad id or an unknown category are
+        left out, as :meth:`__getitem__` drops them)."""
+        meta = self._metas[self.index_of(image_id)]
+        out = []
+        for info in meta.segments_info:
+            try:
+                sid, cat = int(info["id"]), self.categories.get(int(info["category_id"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if cat is None or sid == 0:
+                continue
+            att = info.get("attributes")
+            attributes = {str(a): str(b) for a, b in att.items()} if isinstance(att, dict) else {}
+            out.append(SegmentLabel(sid, str(cat["name"]), attributes))
+        return out
 
     # -- records ----------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 r"""Image-text matching (ITM): a cross-encoder over caption tokens and scene-graph nodes.
 
-Head (:class:`ITMHead`, BLIP-style fusion, Li et al. 2022): the caption's token embeddings
-``h`` go through ``itm_layers`` pre-norm fusion blocks, each
+Head (:class:`ITMHead`, BLIP-style fusion, Li et al. 2022; blocks in
+:mod:`neurogshn.model.crossmodal`): the caption's token embeddings plus a learned token-index
+embedding (``token_position``; without it word order is nearly invisible to the head, see that
+module) go through ``itm_layers`` pre-norm fusion blocks, each
 
 .. math::
     h \leftarrow h + \mathrm{SA}(\mathrm{LN}(h)) \;[\text{if self\_attention}],\quad
@@ -30,6 +32,9 @@ Pairs per batch of ``B`` images with captions:
   :math:`\propto \exp(u_i^\top c_j / 0.05)` over captions whose text differs from caption ``i``,
   and ``B`` in-batch hard negative images likewise.
 
+With ``return_attention`` the first block's cross-attention of the positive pairs is returned
+for the phrase-grounding term (:mod:`neurogshn.losses.grounding`).
+
 :math:`\mathcal{L}_{ITM}` is the cross-entropy over all pairs (with the data's negatives alone,
 positives and negatives are balanced 1:1). Sampling uses torch's global RNG (seeded runs are
 deterministic). Mining similarities are detached.
@@ -37,89 +42,23 @@ deterministic). Mining similarities are detached.
 
 from __future__ import annotations
 
-import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class NodePositionEncoding(nn.Module):
-    r"""Learned projection of Fourier features of node centroids,
-    :math:`W_p\,[p, \sin(2^k\pi p), \cos(2^k\pi p)]_{k=0}^{K-1}`.
-
-    Args:
-        dim: output size ``D``.
-        frequencies: number of octaves ``K``.
-
-    Shapes:
-        - pos ``*×2`` (centroids in [0, 1]) → ``*×D``
-    """
-
-    def __init__(self, dim: int, frequencies: int = 4) -> None:
-        super().__init__()
-        self.register_buffer(
-            "freqs", math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32), False
-        )
-        self.proj = nn.Linear(2 + 4 * frequencies, dim)
-
-    def reset_parameters(self) -> None:
-        self.proj.reset_parameters()
-
-    def forward(self, pos: Tensor) -> Tensor:
-        pos = pos.to(self.proj.weight.dtype)
-        angles = (pos.unsqueeze(-1) * self.freqs.to(pos.dtype)).flatten(-2)
-        return self.proj(torch.cat([pos, angles.sin(), angles.cos()], dim=-1))
+from neurogshn.model.crossmodal import (  # noqa: F401  (re-exported: older import paths)
+    CrossAttentionBlock,
+    CrossModalEncoder,
+    NodePositionEncoding,
+)
 
 
-class CrossAttentionBlock(nn.Module):
-    r"""Pre-norm fusion block: optional token self-attention, cross-attention of the tokens
-    ``h`` to the nodes ``V``, feed-forward (see module docstring).
-
-    Args:
-        dim: embedding size ``D``.
-        heads: attention heads.
-        dropout: dropout.
-        self_attention: add the token self-attention sub-layer (BLIP); without it the tokens
-            never exchange what they fetched from the nodes.
-    """
-
-    def __init__(self, dim: int, heads: int, dropout: float, self_attention: bool = False) -> None:
-        super().__init__()
-        self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.norm_ff = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(
-            nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.self_attention = bool(self_attention)
-        if self.self_attention:
-            self.norm_self = nn.LayerNorm(dim)
-            self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-
-    def reset_parameters(self) -> None:
-        for m in (self.norm_q, self.norm_kv, self.norm_ff, self.ff[0], self.ff[3]):
-            m.reset_parameters()
-        self.attn._reset_parameters()
-        if self.self_attention:
-            self.norm_self.reset_parameters()
-            self.self_attn._reset_parameters()
-
-    def forward(self, h: Tensor, token_mask: Tensor, nodes: Tensor, node_mask: Tensor) -> Tensor:
-        if self.self_attention:
-            q = self.norm_self(h)
-            a, _ = self.self_attn(q, q, q, key_padding_mask=~token_mask, need_weights=False)
-            h = h + self.dropout(a)
-        kv = self.norm_kv(nodes)
-        a, _ = self.attn(self.norm_q(h), kv, kv, key_padding_mask=~node_mask, need_weights=False)
-        h = h + self.dropout(a)
-        return h + self.dropout(self.ff(self.norm_ff(h)))
-
-
-class ITMHead(nn.Module):
-    """Cross-encoder matching head (see module docstring).
+class ITMHead(CrossModalEncoder):
+    """Cross-encoder matching head (see module docstring): a
+    :class:`~neurogshn.model.crossmodal.CrossModalEncoder`, a final LayerNorm, the masked mean
+    of the token states and a 2-way classifier (no match / match).
 
     Args:
         dim: embedding size ``D``.
@@ -129,10 +68,13 @@ class ITMHead(nn.Module):
         node_position: add a learned encoding of the node centroids to the nodes (then
             ``node_pos`` is required).
         self_attention: token self-attention in every block.
+        token_position: add a learned token-index embedding to the caption tokens.
+        max_tokens: positions of that embedding (at least the tokenizer's length).
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
-          node_mask ``P×N``, node_pos ``P×N×2`` → logits ``P×2``
+          node_mask ``P×N``, node_pos ``P×N×2`` → logits ``P×2`` (and, with
+          ``return_attention``, the first block's cross-attention ``P×L×N``)
     """
 
     def __init__(
@@ -143,47 +85,44 @@ class ITMHead(nn.Module):
         dropout: float = 0.1,
         node_position: bool = False,
         self_attention: bool = False,
+        token_position: bool = False,
+        max_tokens: int = 64,
     ) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(
-            CrossAttentionBlock(dim, heads, dropout, self_attention) for _ in range(layers)
+        super().__init__(
+            dim, heads, layers, dropout, node_position, self_attention, token_position, max_tokens
         )
-        self.position = NodePositionEncoding(dim) if node_position else None
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, 2)
 
     def reset_parameters(self) -> None:
-        for layer in self.layers:
-            layer.reset_parameters()
-        if self.position is not None:
-            self.position.reset_parameters()
+        super().reset_parameters()
         self.norm.reset_parameters()
         self.classifier.reset_parameters()
 
-    def forward(
+    def forward(  # type: ignore[override]
         self,
         tokens: Tensor,
         token_mask: Tensor,
         nodes: Tensor,
         node_mask: Tensor,
         node_pos: Tensor | None = None,
-    ) -> Tensor:
-        if self.position is not None:
-            if node_pos is None:
-                raise ValueError(
-                    "ITMHead was built with node_position=True (config itm_node_position) and "
-                    "needs node_pos (the graphs' `pos` centroids); score pairs with "
-                    "GSHN.match_scores"
-                )
-            nodes = nodes + self.position(node_pos)
-        token_mask = token_mask.bool()
-        h = tokens
-        for layer in self.layers:
-            h = layer(h, token_mask, nodes, node_mask)
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        if self.position is not None and node_pos is None:
+            raise ValueError(
+                "ITMHead was built with node_position=True (config itm_node_position) and "
+                "needs node_pos (the graphs' `pos` centroids); score pairs with "
+                "GSHN.match_scores"
+            )
+        h, attentions = super().forward(
+            tokens, token_mask, nodes, node_mask, node_pos, return_attention
+        )
         h = self.norm(h)
-        m = token_mask.unsqueeze(-1).to(h.dtype)
-        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return self.classifier(pooled)
+        m = token_mask.bool().unsqueeze(-1).to(h.dtype)
+        logits = self.classifier((h * m).sum(1) / m.sum(1).clamp_min(1.0))
+        if return_attention:
+            return logits, attentions[0]
+        return logits
 
     def score(
         self,
@@ -209,6 +148,16 @@ def _sample_negatives(sim: Tensor, forbidden: Tensor, temperature: float = 0.05)
     return out
 
 
+class ITMLoss(NamedTuple):
+    """What :func:`itm_loss` returns: the loss, the head's accuracy on the pairs (detached) and,
+    with ``return_attention``, the first block's cross-attention of the ``B`` positive pairs
+    (``B×L×N``, for the grounding term)."""
+
+    loss: Tensor
+    accuracy: Tensor
+    attention: Tensor | None = None
+
+
 def itm_loss(
     head: ITMHead,
     nodes: Tensor,
@@ -221,7 +170,8 @@ def itm_loss(
     negative_token_mask: Tensor | None = None,
     negative_owner: Tensor | None = None,
     node_pos: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
+    return_attention: bool = False,
+) -> ITMLoss:
     """ITM loss over positives, the data's hard negatives and (optionally) in-batch negatives.
 
     Args:
@@ -234,9 +184,10 @@ def itm_loss(
         negative_token_mask: ``K×L'``.
         negative_owner: ``K`` image index of each data hard negative.
         node_pos: dense node centroids ``B×N×2`` (needed when the head encodes positions).
+        return_attention: also return the positives' first-block cross-attention.
 
     Returns:
-        (scalar loss, accuracy of the head on these pairs).
+        :class:`ITMLoss` (scalar loss, accuracy of the head on these pairs, attention).
     """
     b = nodes.shape[0]
     img_idx = [torch.arange(b, device=nodes.device)]
@@ -271,8 +222,15 @@ def itm_loss(
         labels.append(torch.zeros(negative_owner.numel(), dtype=torch.long, device=nodes.device))
     idx = torch.cat(img_idx)
     pos = None if node_pos is None else node_pos[idx]
-    logits = head(torch.cat(txt_tok), torch.cat(txt_mask), nodes[idx], node_mask[idx], pos)
+    attention = None
+    if return_attention:
+        logits, attention = head(
+            torch.cat(txt_tok), torch.cat(txt_mask), nodes[idx], node_mask[idx], pos, True
+        )
+        attention = attention[:b, : tokens.shape[1]]
+    else:
+        logits = head(torch.cat(txt_tok), torch.cat(txt_mask), nodes[idx], node_mask[idx], pos)
     target = torch.cat(labels)
     loss = F.cross_entropy(logits, target)
     acc = (logits.argmax(-1) == target).float().mean().detach()
-    return loss, acc
+    return ITMLoss(loss, acc, attention)

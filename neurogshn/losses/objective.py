@@ -2,7 +2,11 @@ r"""The pretraining objective: ITC + spatio-temporal CL + STL + ITM, weighted.
 
 .. math::
     \mathcal{L} = \lambda_{ITC}\mathcal{L}_{ITC} + \lambda_{CL}\mathcal{L}_{CL}
-      + \lambda_{STL}\mathcal{L}_{STL} + \lambda_{ITM}\mathcal{L}_{ITM}
+      + \lambda_{STL}\mathcal{L}_{STL}
+      + \lambda_{ITM}(\mathcal{L}_{ITM} + \gamma\,\mathcal{L}_{ground})
+
+with :math:`\gamma` = ``itm_grounding_weight`` (the phrase-grounding term of the ITM head,
+:mod:`neurogshn.losses.grounding`; computed only when the batch carries groundings).
 
 A weight of 0 skips the loss entirely (not computed). The text encoder runs once per step on
 the captions and the non-missing hard negatives together.
@@ -14,15 +18,16 @@ Usage::
     out["loss"].backward()
 
 Returned keys: ``loss`` (weighted total), the unweighted loss of each active objective
-(``itc``, ``cl``, ``stl``, ``itm``) and detached diagnostics under ``diag/``:
-``diag/fusion_ratio``, ``diag/spike_rate_l{k}``, ``diag/itc_temperature``,
-``diag/stl_temperature``, ``diag/itm_accuracy``, ``diag/text_spike_rate``.
+(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``) and detached diagnostics under
+``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_l{k}``, ``diag/itc_temperature``,
+``diag/stl_temperature``, ``diag/itm_accuracy``, ``diag/grounding_accuracy``,
+``diag/text_spike_rate``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +37,7 @@ from torch_geometric.data import Batch
 
 from neurogshn.errors import ConfigError
 from neurogshn.losses.contrastive import spatiotemporal_cl_loss
+from neurogshn.losses.grounding import PhraseNodes, grounding_loss, grounding_targets
 from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
 from neurogshn.losses.stl import stl_loss
@@ -49,11 +55,15 @@ class PretrainBatch:
         captions: ``B`` captions, caption ``i`` describes graph ``i``.
         hard_negatives: ``B`` entries, the relation-/attribute-swapped twin of caption ``i`` or
             ``None``.
+        groundings: ``B`` entries (or ``None``: no grounding), the grounded phrases of caption
+            ``i`` as ``(char start, char end, node indices within graph i)``
+            (:func:`neurogshn.training.data.phrase_nodes`).
     """
 
     graphs: Batch
     captions: list[str]
     hard_negatives: list[str | None]
+    groundings: list[Sequence[PhraseNodes]] | None = None
 
     def __post_init__(self) -> None:
         b = int(self.graphs.num_graphs)
@@ -63,9 +73,13 @@ class PretrainBatch:
             self.hard_negatives = [None] * b
         if len(self.hard_negatives) != b:
             raise ValueError(f"{len(self.hard_negatives)} hard negatives for {b} graphs")
+        if self.groundings is not None and len(self.groundings) != b:
+            raise ValueError(f"{len(self.groundings)} groundings for {b} graphs")
 
     def to(self, device: torch.device | str) -> PretrainBatch:
-        return PretrainBatch(self.graphs.to(device), self.captions, self.hard_negatives)
+        return PretrainBatch(
+            self.graphs.to(device), self.captions, self.hard_negatives, self.groundings
+        )
 
 
 class PretrainingObjective:
@@ -105,6 +119,11 @@ class PretrainingObjective:
                 )
             out[name] = w
         return out
+
+    def uses_grounding(self, model: Any) -> bool:
+        """Whether the ITM grounding term is active for ``model`` (then batches should carry
+        ``groundings``)."""
+        return self.resolve(model)["itm"] > 0 and model.config.itm_grounding_weight > 0
 
     def __call__(self, model: Any, batch: PretrainBatch) -> dict[str, Tensor]:
         w = self.resolve(model)
@@ -169,7 +188,11 @@ class PretrainingObjective:
             if model.config.itm_batch_negatives:
                 sim = image.image_embeds.detach() @ cap_emb.detach().T
             owner = torch.tensor(neg_rows, dtype=torch.long, device=device)
-            out["itm"], out["diag/itm_accuracy"] = itm_loss(
+            ground = None
+            if model.config.itm_grounding_weight > 0 and batch.groundings is not None:
+                offsets = model.text_encoder.token_offsets(list(batch.captions))
+                ground = grounding_targets(offsets, batch.groundings, device)
+            result = itm_loss(
                 model.itm_head,
                 nodes,
                 node_mask,
@@ -181,8 +204,15 @@ class PretrainingObjective:
                 text.attention_mask[b:],
                 owner,
                 None if image.node_pos is None else image.dense_nodes(image.node_pos)[0],
+                return_attention=ground is not None,
             )
+            out["itm"], out["diag/itm_accuracy"] = result.loss, result.accuracy
             total = total + w["itm"] * out["itm"]
+            if ground is not None and result.attention is not None:
+                out["itm_grounding"], out["diag/grounding_accuracy"] = grounding_loss(
+                    result.attention, ground
+                )
+                total = total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
 
         out["loss"] = total
         if image.fusion_ratio is not None:

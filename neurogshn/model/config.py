@@ -74,6 +74,13 @@ class GSHNConfig:
             centroid (``graphs.pos``) to the nodes its tokens attend to.
         itm_self_attention: the ITM head's blocks have token self-attention (BLIP-style
             fusion: self-attention, cross-attention to the nodes, feed-forward).
+        itm_token_position: the ITM head adds a learned token-index embedding to the caption
+            tokens (without it a caption and its relation-/attribute-swapped twin reach the head
+            as nearly the same set of vectors; docs/model.md "Relational matching"). A
+            checkpoint whose ``config.json`` predates this field loads with ``False``.
+        itm_grounding_weight: weight gamma of the ITM head's phrase-grounding term
+            (relative to ITM; used when the training data has groundings, see
+            :mod:`neurogshn.losses.grounding`).
     """
 
     node_features: int = DEFAULT_NODE_FEATURES
@@ -110,6 +117,8 @@ class GSHNConfig:
     itm_batch_negatives: bool = True
     itm_node_position: bool = True
     itm_self_attention: bool = True
+    itm_token_position: bool = True
+    itm_grounding_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
@@ -146,7 +155,7 @@ class GSHNConfig:
             bad(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.text_trainable_layers < 0:
             bad(f"text_trainable_layers must be >= 0, got {self.text_trainable_layers}")
-        for name in ("itc_weight", "cl_weight", "stl_weight", "itm_weight"):
+        for name in ("itc_weight", "cl_weight", "stl_weight", "itm_weight", "itm_grounding_weight"):
             if getattr(self, name) < 0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
         uses_snn = self.mode != "gat_only"

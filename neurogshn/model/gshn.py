@@ -174,6 +174,8 @@ class GSHN(nn.Module):
                 c.dropout,
                 node_position=c.itm_node_position,
                 self_attention=c.itm_self_attention,
+                token_position=c.itm_token_position,
+                max_tokens=c.text_max_length,
             )
 
     # ------------------------------------------------------------------ construction
@@ -351,7 +353,11 @@ class GSHN(nn.Module):
                     p, "missing (a model directory holds config.json and model.safetensors)"
                 )
         try:
-            config = GSHNConfig.from_dict(json.loads(cfg_path.read_text()))
+            raw = json.loads(cfg_path.read_text())
+            if isinstance(raw, dict):
+                # written before the ITM head had token positions: rebuild it as trained
+                raw.setdefault("itm_token_position", False)
+            config = GSHNConfig.from_dict(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CheckpointError(cfg_path, f"not valid JSON: {exc}") from None
         except ConfigError as exc:

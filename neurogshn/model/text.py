@@ -217,6 +217,17 @@ class TextEncoder(nn.Module):
         """Memoise the frozen-part outputs of ``texts`` ahead of training."""
         self.frozen_states(list(dict.fromkeys(texts)))
 
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Per text, the ``(start, end)`` characters of each token, aligned with the rows of
+        :meth:`forward`'s ``token_embeds`` (special tokens ``(0, 0)``)."""
+        enc = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            return_offsets_mapping=True,
+        )
+        return [[(int(a), int(b)) for a, b in offs] for offs in enc["offset_mapping"]]
+
     # ------------------------------------------------------------------ forward
     def forward(self, texts: Sequence[str]) -> TextEncoding:
         if isinstance(texts, str):

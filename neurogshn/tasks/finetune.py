@@ -354,13 +354,14 @@ def build_task_model(
         backbone.eval()
         probe = backbone.encode_text(["probe"])
         backbone.train(was)
-    cfg = TaskHeadConfig(
-        task=task,
-        labels=list(labels),
-        embed_dim=int(probe.text_embeds.shape[-1]),
-        token_dim=int(probe.token_embeds.shape[-1]),
-        **dict(head or {}),
-    )
+    sizes: dict[str, Any] = {
+        "embed_dim": int(probe.text_embeds.shape[-1]),
+        "token_dim": int(probe.token_embeds.shape[-1]),
+    }
+    max_length = getattr(getattr(backbone, "config", None), "text_max_length", None)
+    if max_length is not None:
+        sizes["max_tokens"] = max(64, int(max_length))
+    cfg = TaskHeadConfig(task=task, labels=list(labels), **(sizes | dict(head or {})))
     return TaskModel(backbone, TaskHead(cfg).to(_device_of(backbone)))
 
 

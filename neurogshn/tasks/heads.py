@@ -1,16 +1,24 @@
 r"""Task heads on top of a GSHN: VQA, visual entailment (VE) and NLVR2.
 
-All three share one cross-modal block. Relations ("is the red circle left of the square?")
-need node-level information, so the text's tokens attend to the image's node embeddings:
+All three share one cross-modal encoder. Relations ("is the red circle left of the square?")
+need node-level information, so the text's tokens attend to the image's node embeddings.
+``fusion="blip"`` (default) is the ITM head's encoder
+(:class:`~neurogshn.model.crossmodal.CrossModalEncoder`): learned token-index embeddings on
+the tokens (word order), Fourier encodings of the node centroids on the nodes (where each
+segment is), and ``layers`` pre-norm blocks of token self-attention, cross-attention to the
+nodes and feed-forward, then a LayerNorm. ``fusion="cross"`` is the earlier head (and what
+``task.json`` files without a ``fusion`` key hold): post-norm blocks without self-attention or
+positions,
 
 .. math::
     H = \mathrm{LN}\bigl(Q + \mathrm{MHA}(Q W_q, V W_k, V W_v)\bigr), \qquad
-    H' = \mathrm{LN}(H + \mathrm{FFN}(H))
+    H' = \mathrm{LN}(H + \mathrm{FFN}(H)),
 
-with ``Q`` the text token features (``B×L×D``) and ``V`` the node embeddings of the same
-image, padded per image (``B×N_max×D``, padding masked out). Stacking ``layers`` such blocks
-and mean-pooling ``H'`` over the real tokens gives the question-in-context vector ``q``. The
-fused feature of one image and one text is
+which cannot compare what two tokens fetched nor tell "A left of B" from "B left of A".
+Here ``Q`` are the text token features (``B×L×D``) and ``V`` the node embeddings of the same
+image, padded per image (``B×N_max×D``, padding masked out). Mean-pooling the final token
+states over the real tokens gives the question-in-context vector ``q``. The fused feature of
+one image and one text is
 
 .. math:: f = [\,v;\ t;\ q;\ v \odot t\,] \in \mathbb{R}^{4D}
 
@@ -27,7 +35,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from neurogshn.model.crossmodal import CrossModalEncoder
+
 TASKS: tuple[str, ...] = ("vqa", "ve", "nlvr2")
+FUSIONS: tuple[str, ...] = ("blip", "cross")
 
 
 @dataclass
@@ -45,6 +56,10 @@ class TaskHeadConfig:
         dropout: dropout in attention and MLP.
         token_dim: size of the text encoder's token features when it differs from
             ``embed_dim`` (a linear projection maps them to ``embed_dim``); ``None``: equal.
+        fusion: ``"blip"`` (token and node positions, self- and cross-attention) or
+            ``"cross"`` (the earlier cross-attention-only head; see the module docstring).
+        max_tokens: token positions of the ``"blip"`` encoder (at least the backbone's
+            ``text_max_length``).
     """
 
     task: str
@@ -55,8 +70,12 @@ class TaskHeadConfig:
     hidden: int = 512
     dropout: float = 0.1
     token_dim: int | None = None
+    fusion: str = "cross"
+    max_tokens: int = 64
 
     def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r} (known: {', '.join(FUSIONS)})")
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r} (known: {', '.join(TASKS)})")
         if len(self.labels) < 2:
@@ -78,6 +97,9 @@ class TaskHeadConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown task-head config key(s): {', '.join(unknown)}")
+        data = dict(data)
+        # task.json written before the fusion choice existed: the head it was trained with
+        data.setdefault("fusion", "cross")
         return cls(**data)
 
 
@@ -110,15 +132,49 @@ class CrossAttentionBlock(nn.Module):
 
 
 class CrossModalFusion(nn.Module):
-    r"""Fused image-text feature :math:`f = [v; t; q; v\odot t]` (``B×4D``)."""
+    r"""Fused image-text feature :math:`f = [v; t; q; v\odot t]` (``B×4D``).
 
-    def __init__(self, dim: int, heads: int = 4, layers: int = 1, dropout: float = 0.1) -> None:
+    Args:
+        dim: embedding size ``D``.
+        heads: attention heads.
+        layers: blocks.
+        dropout: dropout.
+        fusion: ``"blip"`` or ``"cross"`` (module docstring).
+        max_tokens: token positions (``"blip"``).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 4,
+        layers: int = 1,
+        dropout: float = 0.1,
+        fusion: str = "cross",
+        max_tokens: int = 64,
+    ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(CrossAttentionBlock(dim, heads, dropout) for _ in range(layers))
+        self.dim = dim
+        self.fusion = fusion
+        if fusion == "blip":
+            self.encoder = CrossModalEncoder(
+                dim,
+                heads,
+                layers,
+                dropout,
+                node_position=True,
+                self_attention=True,
+                token_position=True,
+                max_tokens=max_tokens,
+            )
+            self.norm = nn.LayerNorm(dim)
+        else:
+            self.blocks = nn.ModuleList(
+                CrossAttentionBlock(dim, heads, dropout) for _ in range(layers)
+            )
 
     @property
     def out_dim(self) -> int:
-        return 4 * self.blocks[0].norm1.normalized_shape[0] if self.blocks else 0
+        return 4 * self.dim
 
     def forward(
         self,
@@ -128,28 +184,43 @@ class CrossModalFusion(nn.Module):
         text_embeds: Tensor,
         token_embeds: Tensor,
         attention_mask: Tensor,
+        node_pos: Tensor | None = None,
     ) -> Tensor:
         """Args:
             image_embeds: ``B×D``; node_embeds: ``N×D`` with ``node_batch`` (``N``, values in
             ``[0, B)``); text_embeds: ``B×D``; token_embeds: ``B×L×D``; attention_mask:
-            ``B×L`` (1 = real token).
+            ``B×L`` (1 = real token); node_pos: ``N×2`` node centroids (needed by ``"blip"``).
 
         Returns:
             ``B×4D``.
         """
         from torch_geometric.utils import to_dense_batch
 
-        nodes, node_mask = to_dense_batch(node_embeds, node_batch, batch_size=image_embeds.size(0))
-        h = token_embeds
-        for block in self.blocks:
-            h = block(h, nodes, node_mask)
+        b = image_embeds.size(0)
+        nodes, node_mask = to_dense_batch(node_embeds, node_batch, batch_size=b)
+        if self.fusion == "blip":
+            if node_pos is None:
+                raise ValueError(
+                    "the task head (fusion 'blip') needs the node centroids (graphs' `pos`)"
+                )
+            pos, _ = to_dense_batch(node_pos.to(nodes.dtype), node_batch, batch_size=b)
+            h, _ = self.encoder(token_embeds, attention_mask.bool(), nodes, node_mask, pos)
+            h = self.norm(h)
+        else:
+            h = token_embeds
+            for block in self.blocks:
+                h = block(h, nodes, node_mask)
         m = attention_mask.to(h.dtype).unsqueeze(-1)
         q = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         return torch.cat([image_embeds, text_embeds, q, image_embeds * text_embeds], dim=-1)
 
     def reset_parameters(self) -> None:
-        for b in self.blocks:
-            b.reset_parameters()
+        if self.fusion == "blip":
+            self.encoder.reset_parameters()
+            self.norm.reset_parameters()
+        else:
+            for b in self.blocks:
+                b.reset_parameters()
 
 
 class TaskHead(nn.Module):
@@ -165,7 +236,9 @@ class TaskHead(nn.Module):
         super().__init__()
         self.config = config
         d = config.embed_dim
-        self.fusion = CrossModalFusion(d, config.heads, config.layers, config.dropout)
+        self.fusion = CrossModalFusion(
+            d, config.heads, config.layers, config.dropout, config.fusion, config.max_tokens
+        )
         self.token_proj = (
             nn.Linear(config.token_dim, d)
             if config.token_dim is not None and config.token_dim != d
@@ -192,6 +265,7 @@ class TaskHead(nn.Module):
                 text_encoding.text_embeds,
                 self.token_proj(text_encoding.token_embeds),
                 text_encoding.attention_mask,
+                getattr(enc, "node_pos", None),
             )
             for enc in image_encodings
         ]

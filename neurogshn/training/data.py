@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,15 @@ class PretrainItemSource:
         graphs: a graph dataset (``len``, ``__getitem__`` → PyG ``Data``; ``image_ids``).
         captions: ``{image_id: [caption, …]}``.
         hard_negatives: ``{(image_id, caption_index): {kind: negative}}``.
+        groundings: ``{(image_id, caption_index): phrases}`` (``PhraseGrounding``, from
+            :func:`neurogshn.data.grounding.caption_groundings`); the phrases' segment ids are
+            mapped to node indices through each graph's ``segment_id``. Empty: no grounding.
     """
 
     graphs: Any
     captions: Mapping[int, Sequence[str]]
     hard_negatives: Mapping[tuple[int, int], Mapping[str, str]]
+    groundings: Mapping[tuple[int, int], Sequence[Any]] = field(default_factory=dict)
 
 
 class _IndexDataset(torch.utils.data.Dataset):
@@ -172,16 +176,38 @@ class PretrainingData:
         order = self.epoch_order(epoch)
         rows = order[index * self.batch_size : (index + 1) * self.batch_size]
         gen = torch.Generator().manual_seed(step_seed(self.seed, epoch, index, self.rank))
-        graphs, captions, negatives = [], [], []
+        graphs, captions, negatives, phrases = [], [], [], []
         for row in rows:
             graph_index, image_id = self.rows[row]
-            graphs.append(self.source.graphs[graph_index])
+            graph = self.source.graphs[graph_index]
+            graphs.append(graph)
             caps = self.source.captions[image_id]
             c = int(torch.randint(len(caps), (1,), generator=gen))
             captions.append(str(caps[c]))
+            phrases.append(phrase_nodes(self.source.groundings.get((image_id, c), ()), graph))
             options = self.source.hard_negatives.get((image_id, c), {})
             available = [options[k] for k in self.kinds if k in options]
             # Always draw, so that the stream of random numbers does not depend on the file.
             pick = int(torch.randint(1 << 30, (1,), generator=gen))
             negatives.append(available[pick % len(available)] if available else None)
-        return batch_type(Batch.from_data_list(graphs), captions, negatives)
+        if not self.source.groundings:
+            return batch_type(Batch.from_data_list(graphs), captions, negatives)
+        return batch_type(Batch.from_data_list(graphs), captions, negatives, phrases)
+
+
+def phrase_nodes(
+    phrases: Sequence[Any], graph: Any
+) -> tuple[tuple[int, int, tuple[int, ...]], ...]:
+    """Grounded phrases (``start``, ``end``, ``segment_ids``) as ``(start, end, node indices)``
+    of ``graph`` (through its ``segment_id``; a graph without it, e.g. of patches, or a segment
+    without a node gives no target)."""
+    seg = getattr(graph, "segment_id", None)
+    if seg is None or not phrases:
+        return ()
+    node_of = {int(s): k for k, s in enumerate(seg.tolist()) if int(s) >= 0}
+    out = []
+    for p in phrases:
+        nodes = tuple(node_of[s] for s in p.segment_ids if s in node_of)
+        if nodes:
+            out.append((int(p.start), int(p.end), nodes))
+    return tuple(out)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -125,6 +126,21 @@ def build_model(cfg: TrainConfig, graphs: Any) -> torch.nn.Module:
         return GSHN.from_config_name(cfg.model.name, **overrides)
     except (TypeError, ValueError, KeyError) as exc:
         raise ConfigError(f"model {cfg.model.name!r} with overrides {overrides}: {exc}") from None
+
+
+def keep_legacy_itm_head(cfg: TrainConfig, ckpt_root: Path, say: Any = print) -> None:
+    """A run whose checkpoints predate ``itm_token_position`` resumes with the ITM head it was
+    trained with (no token positions) instead of failing on the weights."""
+    for path in sorted(ckpt_root.glob("*/config.json")):
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(saved, dict) and "itm_token_position" not in saved:
+            if "itm_token_position" not in cfg.model.overrides:
+                cfg.model.overrides["itm_token_position"] = False
+                say(f"note: {path} predates itm_token_position; resuming without token positions")
+            return
 
 
 def warm_text_cache(
@@ -332,9 +348,17 @@ def run_pretraining(
             kinds=cfg.data.hard_negative_kinds,
             max_images=cfg.data.max_train_images,
         )
+        if resume:
+            keep_legacy_itm_head(cfg, ckpt_root, say)
         seed_everything(cfg.seed)  # model init does not depend on what ran before
         model = build_model(cfg, train_graphs).to(device)
         objective = build_objective(model)
+        if objective.uses_grounding(model):
+            from neurogshn.data.grounding import caption_groundings
+
+            source.groundings = caption_groundings(train_coco)
+            n_caps = sum(len(c) for c in train_coco.captions.values())
+            say(f"grounding: {len(source.groundings)} of {n_caps} training captions name a segment")
         say(
             f"model: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
             f"trainable parameters; {data.num_images} training images, "

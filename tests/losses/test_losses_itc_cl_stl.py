@@ -155,7 +155,7 @@ def test_itm_pairs_and_learnability():
     same = torch.eye(b, dtype=torch.bool)
     neg = torch.randn(2, length, d)
     owner = torch.tensor([0, 2])
-    loss, acc = itm_loss(
+    loss, acc, _ = itm_loss(
         head, nodes, nmask, tokens, tmask, same, torch.randn(b, b), neg, tmask[:2], owner
     )
     # B positives + B hard captions + B hard images + 2 data negatives
@@ -214,7 +214,7 @@ def test_itm_balanced_pairs_without_batch_negatives():
 
     head.forward = spy
     tmask = torch.ones(b, 5, dtype=torch.bool)
-    loss, _ = itm_loss(
+    loss, _, _ = itm_loss(
         head,
         torch.randn(b, 3, d),
         torch.ones(b, 3, dtype=torch.bool),

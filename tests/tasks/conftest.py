@@ -29,6 +29,11 @@ class TinyBackbone(nn.Module):
             image_embeds=nn.functional.normalize(pooled, dim=-1),
             node_embeds=nodes,
             node_batch=batch.batch,
+            # centroids as the graph cache's graphs carry them (0.5, 0.5 where a test graph
+            # has none)
+            node_pos=getattr(batch, "pos", None)
+            if getattr(batch, "pos", None) is not None
+            else torch.full((nodes.shape[0], 2), 0.5),
         )
 
     def encode_text(self, texts):

@@ -181,3 +181,54 @@ def test_load_task_files(tmp_path):
     (ann / "vqa_test.json").write_text("{not json")
     with pytest.raises(DataError, match="not valid JSON"):
         load_task_examples(tmp_path, "vqa", "test")
+
+
+def _left_right_graphs(n: int, seed: int) -> tuple[dict[int, Data], list[int]]:
+    """Image i: a global node + two objects of random colours at random x; label 1 when the
+    first-coloured object (feature 0) is left of the other. Only node positions tell."""
+    gen = torch.Generator().manual_seed(seed)
+    graphs, labels = {}, []
+    for i in range(n):
+        x = torch.zeros(3, 4)
+        x[0] = 0.25
+        x[1, 0] = 1.0
+        x[2, 1] = 1.0
+        xs = torch.rand(2, generator=gen)
+        pos = torch.tensor([[0.5, 0.5], [float(xs[0]), 0.5], [float(xs[1]), 0.5]])
+        ei = torch.tensor([[0, 0, 1, 2], [1, 2, 0, 0]])
+        graphs[i] = Data(x=x, edge_index=ei, pos=pos, image_id=torch.tensor([i]))
+        labels.append(int(xs[0] < xs[1]))
+    return graphs, labels
+
+
+@pytest.mark.parametrize("fusion", ["blip", "cross"])
+def test_blip_head_reads_node_positions(tiny_backbone, fusion):
+    """The 'blip' head sees node centroids and answers a left/right question on held-out
+    images; the 'cross' head has no access to positions and stays near chance."""
+    graphs, labels = _left_right_graphs(160, seed=0)
+    ex = [TaskExample(i, (i,), "is red left of green", labels[i]) for i in range(160)]
+    torch.manual_seed(0)
+    model = build_task_model(
+        tiny_backbone,
+        "vqa",
+        ["no", "yes"],
+        {"heads": 2, "hidden": 32, "dropout": 0.0, "fusion": fusion, "layers": 2},
+    )
+    cfg = FinetuneConfig(epochs=30, batch_size=16, lr=3e-3, backbone_lr=0.0, seed=0)
+    finetune(model, ex[:120], graphs.__getitem__, cfg, progress=False, log=lambda s: None)
+    acc = evaluate_task(model, ex[120:], graphs.__getitem__)["vqa_acc"]
+    if fusion == "blip":
+        assert acc >= 0.85, acc
+    else:
+        assert acc <= 0.75, acc
+
+
+def test_task_json_without_fusion_loads_the_earlier_head():
+    cfg = TaskHeadConfig(task="vqa", labels=["a", "b"], embed_dim=16, heads=2)
+    legacy = {k: v for k, v in cfg.to_dict().items() if k not in ("fusion", "max_tokens")}
+    loaded = TaskHeadConfig.from_dict(legacy)
+    assert loaded.fusion == "cross" and loaded.layers == 1
+    blip = TaskHeadConfig(task="vqa", labels=["a", "b"], embed_dim=16, heads=2, fusion="blip")
+    assert TaskHeadConfig.from_dict(blip.to_dict()) == blip
+    with pytest.raises(ValueError, match="unknown fusion"):
+        TaskHeadConfig(task="vqa", labels=["a", "b"], fusion="film")

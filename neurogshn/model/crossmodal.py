@@ -1,0 +1,243 @@
+r"""Cross-modal fusion blocks: caption tokens attend to scene-graph nodes.
+
+Shared by the ITM head (:mod:`neurogshn.losses.itm`) and the task heads
+(:mod:`neurogshn.tasks.heads`). A stack of pre-norm fusion blocks (BLIP, Li et al. 2022), each
+
+.. math::
+    h \leftarrow h + \mathrm{SA}(\mathrm{LN}(h)) \;[\text{if self\_attention}],\quad
+    h \leftarrow h + \mathrm{CA}(\mathrm{LN}(h), \mathrm{LN}(\tilde V)),\quad
+    h \leftarrow h + \mathrm{FFN}(\mathrm{LN}(h))
+
+reads the token states :math:`h^{(0)}_t = x_t + P_t` (``x`` the text encoder's token
+embeddings, :math:`P_t` a learned embedding of the token's index, if ``token_position``) and the
+nodes :math:`\tilde V_n = V'_n + W_p\,\phi(p_n)` (node centroid :math:`p_n \in [0,1]^2`,
+:math:`\phi(p) = [p, \sin(2^k\pi p), \cos(2^k\pi p)]_{k<K}`, if ``node_position``).
+
+Why the token positions: the text encoder's projected token embeddings barely carry word order
+(measured on the benchmark's captions: the same word at another place of the relation-swapped
+twin has cosine 0.993 with itself, docs/model.md "Relational matching"), and attention is
+permutation-equivariant, so without :math:`P_t` a caption and its relation- or attribute-swapped
+twin reach the head as almost the same *set* of vectors and score alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class NodePositionEncoding(nn.Module):
+    r"""Learned projection of Fourier features of node centroids,
+    :math:`W_p\,[p, \sin(2^k\pi p), \cos(2^k\pi p)]_{k=0}^{K-1}`.
+
+    Args:
+        dim: output size ``D``.
+        frequencies: number of octaves ``K``.
+
+    Shapes:
+        - pos ``*×2`` (centroids in [0, 1]) → ``*×D``
+    """
+
+    def __init__(self, dim: int, frequencies: int = 4) -> None:
+        super().__init__()
+        self.register_buffer(
+            "freqs", math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32), False
+        )
+        self.proj = nn.Linear(2 + 4 * frequencies, dim)
+
+    def reset_parameters(self) -> None:
+        self.proj.reset_parameters()
+
+    def forward(self, pos: Tensor) -> Tensor:
+        pos = pos.to(self.proj.weight.dtype)
+        angles = (pos.unsqueeze(-1) * self.freqs.to(pos.dtype)).flatten(-2)
+        return self.proj(torch.cat([pos, angles.sin(), angles.cos()], dim=-1))
+
+
+class TokenPositionEmbedding(nn.Module):
+    r"""Learned absolute position embedding :math:`P_t` of token index ``t`` (BERT-style).
+
+    Args:
+        dim: embedding size ``D``.
+        max_positions: most token positions (the tokenizer's truncation length or more).
+
+    Shapes:
+        - length ``L`` → ``L×D`` (``L ≤ max_positions``)
+    """
+
+    def __init__(self, dim: int, max_positions: int = 64) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_positions, dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, length: int) -> Tensor:
+        if length > self.weight.shape[0]:
+            raise ValueError(
+                f"{length} tokens but the position embedding has {self.weight.shape[0]} "
+                "positions (config text_max_length)"
+            )
+        return self.weight[:length]
+
+
+class CrossAttentionBlock(nn.Module):
+    r"""Pre-norm fusion block: optional token self-attention, cross-attention of the tokens
+    ``h`` to the nodes ``V``, feed-forward (see module docstring).
+
+    Args:
+        dim: embedding size ``D``.
+        heads: attention heads.
+        dropout: dropout.
+        self_attention: add the token self-attention sub-layer (BLIP); without it the tokens
+            never exchange what they fetched from the nodes.
+
+    Shapes:
+        - h ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``, node_mask ``P×N``
+        - output ``P×L×D`` and, with ``need_attention``, the cross-attention weights averaged
+          over heads ``P×L×N`` (rows sum to 1 over the real nodes)
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float, self_attention: bool = False) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(
+            nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.self_attention = bool(self_attention)
+        if self.self_attention:
+            self.norm_self = nn.LayerNorm(dim)
+            self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+
+    def reset_parameters(self) -> None:
+        for m in (self.norm_q, self.norm_kv, self.norm_ff, self.ff[0], self.ff[3]):
+            m.reset_parameters()
+        self.attn._reset_parameters()
+        if self.self_attention:
+            self.norm_self.reset_parameters()
+            self.self_attn._reset_parameters()
+
+    def forward(
+        self,
+        h: Tensor,
+        token_mask: Tensor,
+        nodes: Tensor,
+        node_mask: Tensor,
+        need_attention: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        if self.self_attention:
+            q = self.norm_self(h)
+            a, _ = self.self_attn(q, q, q, key_padding_mask=~token_mask, need_weights=False)
+            h = h + self.dropout(a)
+        kv = self.norm_kv(nodes)
+        q = self.norm_q(h)
+        a, _ = self.attn(q, kv, kv, key_padding_mask=~node_mask, need_weights=False)
+        weights = attention_weights(self.attn, q, kv, node_mask) if need_attention else None
+        h = h + self.dropout(a)
+        return h + self.dropout(self.ff(self.norm_ff(h))), weights
+
+
+def attention_weights(
+    attn: nn.MultiheadAttention, query: Tensor, key: Tensor, key_mask: Tensor
+) -> Tensor:
+    r"""The attention probabilities of a batch-first ``attn`` *without* its dropout, averaged
+    over heads: :math:`\frac1H\sum_h \operatorname{softmax}(q_h k_h^\top / \sqrt{d_h})`
+    (``nn.MultiheadAttention`` returns them after dropout in training mode, which would make
+    a loss on them noisy).
+
+    Shapes:
+        - query ``P×L×D``, key ``P×N×D``, key_mask ``P×N`` (True = real) → ``P×L×N``
+    """
+    d, heads = attn.embed_dim, attn.num_heads
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q = nn.functional.linear(query, w[:d], None if b is None else b[:d])
+    k = nn.functional.linear(key, w[d : 2 * d], None if b is None else b[d : 2 * d])
+    p, length, n = q.shape[0], q.shape[1], k.shape[1]
+    q = q.view(p, length, heads, d // heads).transpose(1, 2)
+    k = k.view(p, n, heads, d // heads).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d // heads)
+    scores = scores.masked_fill(~key_mask.bool()[:, None, None, :], float("-inf"))
+    return scores.softmax(-1).mean(1)
+
+
+class CrossModalEncoder(nn.Module):
+    """Token positions + node positions + a stack of :class:`CrossAttentionBlock`.
+
+    The attribute names (``layers``, ``position``, ``token_position``) are the state-dict keys
+    of the heads that hold one (checkpoints depend on them).
+
+    Args:
+        dim: embedding size ``D``.
+        heads: attention heads.
+        layers: fusion blocks.
+        dropout: dropout.
+        node_position: add a learned encoding of the node centroids to the nodes (then
+            ``node_pos`` is required).
+        self_attention: token self-attention in every block.
+        token_position: add a learned token-index embedding to the tokens.
+        max_tokens: positions of the token embedding.
+
+    Shapes:
+        - tokens ``P×L×D``, token_mask ``P×L``, nodes ``P×N×D``, node_mask ``P×N``,
+          node_pos ``P×N×2`` → ``P×L×D`` (+ per layer ``P×L×N`` attention if requested)
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 4,
+        layers: int = 1,
+        dropout: float = 0.1,
+        node_position: bool = False,
+        self_attention: bool = False,
+        token_position: bool = False,
+        max_tokens: int = 64,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            CrossAttentionBlock(dim, heads, dropout, self_attention) for _ in range(layers)
+        )
+        self.position = NodePositionEncoding(dim) if node_position else None
+        self.token_position = TokenPositionEmbedding(dim, max_tokens) if token_position else None
+
+    def reset_parameters(self) -> None:
+        for layer in self.layers:
+            layer.reset_parameters()
+        for m in (self.position, self.token_position):
+            if m is not None:
+                m.reset_parameters()
+
+    def forward(
+        self,
+        tokens: Tensor,
+        token_mask: Tensor,
+        nodes: Tensor,
+        node_mask: Tensor,
+        node_pos: Tensor | None = None,
+        return_attention: bool = False,
+    ) -> tuple[Tensor, list[Tensor]]:
+        if self.position is not None:
+            if node_pos is None:
+                raise ValueError(
+                    "this cross-modal head encodes node positions (node_position=True) and "
+                    "needs node_pos (the graphs' `pos` centroids)"
+                )
+            nodes = nodes + self.position(node_pos.to(nodes.dtype))
+        h = tokens
+        if self.token_position is not None:
+            h = h + self.token_position(h.shape[1]).to(h.dtype)
+        token_mask = token_mask.bool()
+        node_mask = node_mask.bool()
+        attentions: list[Tensor] = []
+        for layer in self.layers:
+            h, weights = layer(h, token_mask, nodes, node_mask, need_attention=return_attention)
+            if weights is not None:
+                attentions.append(weights)
+        return h, attentions
