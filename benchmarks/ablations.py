@@ -24,6 +24,7 @@ patches        a regular patch grid instead of panoptic segments (``graph.nodes`
 boxes          segment bounding boxes instead of masks (``graph.nodes = boxes``)
 no_edges       bag of segments: no graph edges (``graph.edges = none``)
 no_grounding   the ITM head's phrase-grounding term off (``itm_grounding_weight = 0``)
+no_relation    masked relation prediction off (``itm_relation_weight = 0``)
 =============  =================================================================
 
 Per run: pretrain (``neurogshn.training``), zero-shot retrieval on the eval split with the
@@ -86,6 +87,10 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
     "no_grounding": (
         ("model.overrides.itm_grounding_weight=0",),
         "no phrase-grounding term on the ITM head's attention",
+    ),
+    "no_relation": (
+        ("model.overrides.itm_relation_weight=0",),
+        "no masked relation prediction on the ITM head",
     ),
 }
 

@@ -70,6 +70,7 @@ class ITMHead(CrossModalEncoder):
         self_attention: token self-attention in every block.
         token_position: add a learned token-index embedding to the caption tokens.
         max_tokens: positions of that embedding (at least the tokenizer's length).
+        relation_classes: size of the masked-relation classifier (0: none).
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
@@ -87,17 +88,44 @@ class ITMHead(CrossModalEncoder):
         self_attention: bool = False,
         token_position: bool = False,
         max_tokens: int = 64,
+        relation_classes: int = 0,
     ) -> None:
         super().__init__(
             dim, heads, layers, dropout, node_position, self_attention, token_position, max_tokens
         )
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, 2)
+        # masked relation prediction (neurogshn.losses.relation); absent when 0
+        self.relation_head = nn.Linear(dim, relation_classes) if relation_classes > 0 else None
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
         self.norm.reset_parameters()
         self.classifier.reset_parameters()
+        if self.relation_head is not None:
+            self.relation_head.reset_parameters()
+
+    def relation_logits(
+        self,
+        tokens: Tensor,
+        token_mask: Tensor,
+        nodes: Tensor,
+        node_mask: Tensor,
+        node_pos: Tensor | None,
+        mask_index: Tensor,
+    ) -> Tensor:
+        """Relation-class logits at each pair's masked position (masked relation prediction).
+
+        Shapes:
+            tokens ``P×L×D`` … as :meth:`forward`; mask_index ``P`` (token index of the mask)
+            → ``P×K``.
+        """
+        if self.relation_head is None:
+            raise ValueError("this ITM head has no relation classifier (relation_classes=0)")
+        h, _ = CrossModalEncoder.forward(self, tokens, token_mask, nodes, node_mask, node_pos)
+        h = self.norm(h)
+        rows = torch.arange(h.shape[0], device=h.device)
+        return self.relation_head(h[rows, mask_index])
 
     def forward(  # type: ignore[override]
         self,

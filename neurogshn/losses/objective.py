@@ -3,10 +3,13 @@ r"""The pretraining objective: ITC + spatio-temporal CL + STL + ITM, weighted.
 .. math::
     \mathcal{L} = \lambda_{ITC}\mathcal{L}_{ITC} + \lambda_{CL}\mathcal{L}_{CL}
       + \lambda_{STL}\mathcal{L}_{STL}
-      + \lambda_{ITM}(\mathcal{L}_{ITM} + \gamma\,\mathcal{L}_{ground})
+      + \lambda_{ITM}(\mathcal{L}_{ITM} + \gamma\,\mathcal{L}_{ground}
+      + \rho\,\mathcal{L}_{rel})
 
 with :math:`\gamma` = ``itm_grounding_weight`` (the phrase-grounding term of the ITM head,
-:mod:`neurogshn.losses.grounding`; computed only when the batch carries groundings).
+:mod:`neurogshn.losses.grounding`; computed only when the batch carries groundings) and
+:math:`\rho` = ``itm_relation_weight`` (masked relation prediction,
+:mod:`neurogshn.losses.relation`; on the captions that state a relation).
 
 A weight of 0 skips the loss entirely (not computed). The text encoder runs once per step on
 the captions and the non-missing hard negatives together.
@@ -18,10 +21,10 @@ Usage::
     out["loss"].backward()
 
 Returned keys: ``loss`` (weighted total), the unweighted loss of each active objective
-(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``) and detached diagnostics under
-``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_l{k}``, ``diag/itc_temperature``,
-``diag/stl_temperature``, ``diag/itm_accuracy``, ``diag/grounding_accuracy``,
-``diag/text_spike_rate``.
+(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_relation``) and detached
+diagnostics under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_l{k}``,
+``diag/itc_temperature``, ``diag/stl_temperature``, ``diag/itm_accuracy``,
+``diag/grounding_accuracy``, ``diag/relation_accuracy``, ``diag/text_spike_rate``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from neurogshn.losses.contrastive import spatiotemporal_cl_loss
 from neurogshn.losses.grounding import PhraseNodes, grounding_loss, grounding_targets
 from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
+from neurogshn.losses.relation import relation_targets
 from neurogshn.losses.stl import stl_loss
 
 LOSS_NAMES = ("itc", "cl", "stl", "itm")
@@ -80,6 +84,36 @@ class PretrainBatch:
         return PretrainBatch(
             self.graphs.to(device), self.captions, self.hard_negatives, self.groundings
         )
+
+
+def masked_relation_loss(
+    model: Any, captions: Sequence[str], nodes: Tensor, node_mask: Tensor, image: Any
+) -> tuple[Tensor, Tensor] | None:
+    """Masked relation prediction (:mod:`neurogshn.losses.relation`) on the captions that
+    state a relation: (loss, detached accuracy), or ``None`` when none does."""
+    te = model.text_encoder
+    rows, texts, classes = relation_targets(
+        captions, model.config.itm_relation_vocab, te.mask_token
+    )
+    where = te.mask_positions(texts)
+    keep = [k for k, w in enumerate(where) if w >= 0]
+    if not keep:
+        return None
+    device = nodes.device
+    idx = torch.tensor([rows[k] for k in keep], device=device)
+    enc = te([texts[k] for k in keep])
+    pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0][idx]
+    logits = model.itm_head.relation_logits(
+        enc.token_embeds,
+        enc.attention_mask,
+        nodes[idx],
+        node_mask[idx],
+        pos,
+        torch.tensor([where[k] for k in keep], device=device),
+    )
+    target = torch.tensor([classes[k] for k in keep], device=device)
+    loss = torch.nn.functional.cross_entropy(logits, target)
+    return loss, (logits.argmax(-1) == target).float().mean().detach()
 
 
 class PretrainingObjective:
@@ -213,6 +247,11 @@ class PretrainingObjective:
                     result.attention, ground
                 )
                 total = total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
+            if model.config.itm_relation_weight > 0 and model.itm_head.relation_head is not None:
+                relation = masked_relation_loss(model, batch.captions, nodes, node_mask, image)
+                if relation is not None:
+                    out["itm_relation"], out["diag/relation_accuracy"] = relation
+                    total = total + w["itm"] * model.config.itm_relation_weight * relation[0]
 
         out["loss"] = total
         if image.fusion_ratio is not None:

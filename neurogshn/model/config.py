@@ -16,6 +16,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from neurogshn.data.vocabulary import RELATIONS
 from neurogshn.errors import ConfigError
 from neurogshn.model.spiking import LIFNeuronParameters
 
@@ -26,6 +27,10 @@ WEIGHT_ALIASES = {"itc": "itc_weight", "cl": "cl_weight", "stl": "stl_weight", "
 
 # Default sizes of the graph cache built by neurogshn.graph with EfficientNet-Lite0 and the
 # embedded vocabulary: 472 visual + 7 geometry + 3 colour + 10 category + 2 flags; 9 edge attrs.
+#: ITM-head fields added after checkpoints had been written, with the value that rebuilds the
+#: head such a checkpoint holds (used when its config.json lacks them).
+LEGACY_ITM_FIELDS: dict[str, Any] = {"itm_token_position": False, "itm_relation_weight": 0.0}
+
 DEFAULT_NODE_FEATURES = 494
 DEFAULT_EDGE_FEATURES = 9
 
@@ -81,6 +86,10 @@ class GSHNConfig:
         itm_grounding_weight: weight gamma of the ITM head's phrase-grounding term
             (relative to ITM; used when the training data has groundings, see
             :mod:`neurogshn.losses.grounding`).
+        itm_relation_weight: weight of masked relation prediction on the ITM head (relative to
+            ITM; :mod:`neurogshn.losses.relation`); > 0 builds the relation classifier, whose
+            log-probability then joins the ITM match score. Checkpoints predating it load with 0.
+        itm_relation_vocab: the relation phrases it predicts (default: the benchmark's).
     """
 
     node_features: int = DEFAULT_NODE_FEATURES
@@ -119,11 +128,14 @@ class GSHNConfig:
     itm_self_attention: bool = True
     itm_token_position: bool = True
     itm_grounding_weight: float = 1.0
+    itm_relation_weight: float = 1.0
+    itm_relation_vocab: tuple[str, ...] = RELATIONS
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
             self.neuron = LIFNeuronParameters(**self.neuron)
         self.snn_hidden = tuple(int(h) for h in self.snn_hidden)
+        self.itm_relation_vocab = tuple(str(r) for r in self.itm_relation_vocab)
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -155,7 +167,14 @@ class GSHNConfig:
             bad(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.text_trainable_layers < 0:
             bad(f"text_trainable_layers must be >= 0, got {self.text_trainable_layers}")
-        for name in ("itc_weight", "cl_weight", "stl_weight", "itm_weight", "itm_grounding_weight"):
+        for name in (
+            "itc_weight",
+            "cl_weight",
+            "stl_weight",
+            "itm_weight",
+            "itm_grounding_weight",
+            "itm_relation_weight",
+        ):
             if getattr(self, name) < 0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
         uses_snn = self.mode != "gat_only"
@@ -192,6 +211,7 @@ class GSHNConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["snn_hidden"] = list(self.snn_hidden)
+        d["itm_relation_vocab"] = list(self.itm_relation_vocab)
         d["neuron"] = self.neuron.to_dict()
         return d
 

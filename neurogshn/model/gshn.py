@@ -33,7 +33,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_dense_batch
 
 from neurogshn.errors import CheckpointError, ConfigError
-from neurogshn.model.config import GSHNConfig, config_from_name
+from neurogshn.model.config import LEGACY_ITM_FIELDS, GSHNConfig, config_from_name
 from neurogshn.model.fusion import GraphPooling, HybridFusion, SpikeReadout
 from neurogshn.model.gat import GATStage
 from neurogshn.model.spiking import SpikingEncoder
@@ -176,6 +176,7 @@ class GSHN(nn.Module):
                 self_attention=c.itm_self_attention,
                 token_position=c.itm_token_position,
                 max_tokens=c.text_max_length,
+                relation_classes=len(c.itm_relation_vocab) if c.itm_relation_weight > 0 else 0,
             )
 
     # ------------------------------------------------------------------ construction
@@ -274,9 +275,13 @@ class GSHN(nn.Module):
         return self.encode_image(graphs), self.encode_text(texts)
 
     # ------------------------------------------------------------------ matching
-    def itm_scores(self, image: ImageEncoding, text: TextEncoding) -> Tensor:
+    def itm_scores(
+        self, image: ImageEncoding, text: TextEncoding, texts: list[str] | None = None
+    ) -> Tensor:
         r"""ITM match scores ``logit[match] - logit[no match]`` of the pairs (image ``i``,
         text ``i``) of two encodings of the same length ``B`` (needs ``itm_weight > 0``).
+        With the raw ``texts`` and a relation classifier (``itm_relation_weight > 0``) the
+        :meth:`relation_scores` are added.
 
         Shapes:
             returns ``B``.
@@ -290,7 +295,46 @@ class GSHN(nn.Module):
             )
         nodes, node_mask = image.dense_nodes()
         pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
-        return self.itm_head.score(text.token_embeds, text.attention_mask, nodes, node_mask, pos)
+        score = self.itm_head.score(text.token_embeds, text.attention_mask, nodes, node_mask, pos)
+        if texts is not None and self.itm_head.relation_head is not None:
+            score = score + self.relation_scores(image, texts)
+        return score
+
+    def relation_scores(self, image: ImageEncoding, texts: list[str]) -> Tensor:
+        r"""Log-probability of the relation each text states, given its image, by masked
+        relation prediction (:mod:`neurogshn.losses.relation`): :math:`\log p(r_i \mid
+        \text{image}_i, \text{text}_i \text{ with } r_i \text{ masked})`; 0 for a text that
+        states no relation of ``itm_relation_vocab``.
+
+        Shapes:
+            returns ``B`` (pairs (image ``i``, text ``i``)).
+        """
+        from neurogshn.losses.relation import mask_relation
+
+        head = getattr(self, "itm_head", None)
+        if head is None or head.relation_head is None:
+            raise ConfigError("this model has no relation classifier (itm_relation_weight=0)")
+        out = image.image_embeds.new_zeros(len(texts))
+        te = self.text_encoder
+        masked = [mask_relation(t, self.config.itm_relation_vocab, te.mask_token) for t in texts]
+        rows = [i for i, m in enumerate(masked) if m is not None]
+        if not rows:
+            return out
+        texts_m = [masked[i][0] for i in rows]  # type: ignore[index]
+        where = torch.tensor(te.mask_positions(texts_m), device=out.device)
+        keep = (where >= 0).nonzero().squeeze(-1)
+        if keep.numel() == 0:
+            return out
+        rows_t = torch.tensor(rows, device=out.device)[keep]
+        enc = te([texts_m[int(k)] for k in keep])
+        nodes, node_mask = image.dense_nodes()
+        pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0][rows_t]
+        logits = head.relation_logits(
+            enc.token_embeds, enc.attention_mask, nodes[rows_t], node_mask[rows_t], pos, where[keep]
+        )
+        cls = torch.tensor([masked[i][1] for i in rows], device=out.device)[keep]  # type: ignore[index]
+        logp = logits.log_softmax(-1).gather(1, cls[:, None]).squeeze(1)
+        return out.index_put((rows_t,), logp.to(out.dtype))
 
     def match_scores(self, graphs: Batch | Data, texts: list[str], scorer: str = "auto") -> Tensor:
         r"""Image-text score of each pair (graph ``i``, text ``i``): higher = better match.
@@ -315,7 +359,7 @@ class GSHN(nn.Module):
         image = self.encode_image(graphs)
         text = self.encode_text(list(texts))
         if scorer == "itm":
-            return self.itm_scores(image, text)
+            return self.itm_scores(image, text, list(texts))
         if image.num_graphs != text.text_embeds.shape[0]:
             raise ValueError(f"{image.num_graphs} images but {len(texts)} texts")
         return (image.image_embeds * text.text_embeds).sum(-1)
@@ -355,8 +399,10 @@ class GSHN(nn.Module):
         try:
             raw = json.loads(cfg_path.read_text())
             if isinstance(raw, dict):
-                # written before the ITM head had token positions: rebuild it as trained
-                raw.setdefault("itm_token_position", False)
+                # written before the ITM head had token positions / a relation classifier:
+                # rebuild it as trained
+                for key, value in LEGACY_ITM_FIELDS.items():
+                    raw.setdefault(key, value)
             config = GSHNConfig.from_dict(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CheckpointError(cfg_path, f"not valid JSON: {exc}") from None

@@ -228,6 +228,18 @@ class TextEncoder(nn.Module):
         )
         return [[(int(a), int(b)) for a, b in offs] for offs in enc["offset_mapping"]]
 
+    @property
+    def mask_token(self) -> str:
+        """The tokenizer's mask token (``[MASK]`` for MiniLM)."""
+        return str(self.tokenizer.mask_token)
+
+    def mask_positions(self, texts: Sequence[str]) -> list[int]:
+        """Index of the first mask token of each text in :meth:`forward`'s token rows (``-1``
+        when the text has none, or it was truncated away)."""
+        mask_id = self.tokenizer.mask_token_id
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        return [ids.index(mask_id) if mask_id in ids else -1 for ids in enc["input_ids"]]
+
     # ------------------------------------------------------------------ forward
     def forward(self, texts: Sequence[str]) -> TextEncoding:
         if isinstance(texts, str):

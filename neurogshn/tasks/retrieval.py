@@ -293,7 +293,7 @@ def itm_pair_scores(
         ):
             text = model.encode_text(texts)
             if hasattr(model, "itm_scores"):  # GSHN: the head with whatever inputs it needs
-                out.append(model.itm_scores(enc, text).float().cpu())
+                out.append(model.itm_scores(enc, text, list(texts)).float().cpu())
                 continue
             logits = model.itm_head(text.token_embeds, text.attention_mask.bool(), nodes, node_mask)
             out.append((logits[:, 1] - logits[:, 0]).float().cpu())

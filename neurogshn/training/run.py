@@ -129,18 +129,22 @@ def build_model(cfg: TrainConfig, graphs: Any) -> torch.nn.Module:
 
 
 def keep_legacy_itm_head(cfg: TrainConfig, ckpt_root: Path, say: Any = print) -> None:
-    """A run whose checkpoints predate ``itm_token_position`` resumes with the ITM head it was
-    trained with (no token positions) instead of failing on the weights."""
+    """A run whose checkpoints predate a field of ``LEGACY_ITM_FIELDS`` (model.config) resumes
+    with the ITM head it was trained with instead of failing on the weights."""
+    from neurogshn.model.config import LEGACY_ITM_FIELDS
+
     for path in sorted(ckpt_root.glob("*/config.json")):
         try:
             saved = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(saved, dict) and "itm_token_position" not in saved:
-            if "itm_token_position" not in cfg.model.overrides:
-                cfg.model.overrides["itm_token_position"] = False
-                say(f"note: {path} predates itm_token_position; resuming without token positions")
-            return
+        if not isinstance(saved, dict):
+            continue
+        for key, value in LEGACY_ITM_FIELDS.items():
+            if key not in saved and key not in cfg.model.overrides:
+                cfg.model.overrides[key] = value
+                say(f"note: {path} predates {key}; resuming with {key}={value}")
+        return
 
 
 def warm_text_cache(
@@ -163,6 +167,13 @@ def warm_text_cache(
     for key in sorted(source.hard_negatives):
         negs = source.hard_negatives[key]
         texts.extend(negs[k] for k in sorted(negs) if k in kinds)
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "itm_relation_weight", 0) > 0:
+        from neurogshn.losses.relation import relation_targets
+
+        # the masked captions of masked relation prediction are encoded too
+        captions = [str(c) for i in sorted(source.captions) for c in source.captions[i]]
+        texts.extend(relation_targets(captions, config.itm_relation_vocab, encoder.mask_token)[1])
     texts = list(dict.fromkeys(texts))
     if hasattr(encoder, "clear_cache"):
         encoder.clear_cache()

@@ -17,6 +17,10 @@ def test_total_is_weighted_sum(tiny_model, make_batch, captions):
     batch = PretrainBatch(make_batch(), captions, [captions[1], captions[0], None, None])
     out = PretrainingObjective(weights)(tiny_model, batch)
     expected = sum(w * out[k] for k, w in weights.items())
+    # the ITM head's terms count inside ITM's weight
+    c = tiny_model.config
+    expected = expected + weights["itm"] * c.itm_relation_weight * out.get("itm_relation", 0.0)
+    expected = expected + weights["itm"] * c.itm_grounding_weight * out.get("itm_grounding", 0.0)
     torch.testing.assert_close(out["loss"], expected)
     for key in (
         "diag/fusion_ratio",
@@ -53,7 +57,8 @@ def test_gat_only_model_without_snn_losses(tiny_overrides, make_batch, captions)
     )
     assert not hasattr(model, "cl_head") and not hasattr(model, "stl_projector")
     out = PretrainingObjective()(model, PretrainBatch(make_batch(), captions, []))
-    assert set(k for k in out if not k.startswith("diag/")) == {"itc", "itm", "loss"}
+    losses = {k for k in out if not k.startswith("diag/")}
+    assert losses == {"itc", "itm", "itm_relation", "loss"}  # captions state relations
     with pytest.raises(ConfigError, match="cl_weight=0"):
         PretrainingObjective({"cl": 1.0})(model, PretrainBatch(make_batch(), captions, []))
     with pytest.raises(ConfigError, match="unknown loss"):

@@ -210,7 +210,13 @@ def test_match_scores_itm_and_itc(tiny_model, make_batch, captions):
     assert itm.shape == itc.shape == (4,)
     torch.testing.assert_close(itm, auto)
     torch.testing.assert_close(itc, (image.image_embeds * text.text_embeds).sum(-1))
-    torch.testing.assert_close(itm, tiny_model.itm_scores(image, text))
+    with torch.no_grad():
+        relation = tiny_model.relation_scores(image, list(captions))
+        itm_only = tiny_model.itm_scores(image, text)
+    # the match score is the ITM logit difference plus log p(stated relation)
+    torch.testing.assert_close(itm, itm_only + relation)
+    torch.testing.assert_close(itm, tiny_model.itm_scores(image, text, list(captions)))
+    assert bool((relation <= 0).all()) and bool((relation < 0).any())
     # the ITM score sees node positions: moving the nodes changes it
     moved = graphs.clone()
     moved.pos = 1.0 - moved.pos
