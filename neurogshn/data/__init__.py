@@ -7,6 +7,7 @@
 - :mod:`neurogshn.data.taskgen`: VQA, visual entailment and NLVR2-style task files.
 - :mod:`neurogshn.data.coco`: :class:`CocoPanopticDataset` (ours and the COCO 2017 layout).
 - :mod:`neurogshn.data.tasks`: loaders of the task and hard-negative files.
+- :mod:`neurogshn.data.grounding`: which segments each noun phrase of a caption names.
 """
 
 from neurogshn.data.coco import CocoPanopticDataset, ImageRecord, SkippedRecord

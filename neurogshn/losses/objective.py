@@ -43,7 +43,7 @@ from neurogshn.losses.contrastive import spatiotemporal_cl_loss
 from neurogshn.losses.grounding import PhraseNodes, grounding_loss, grounding_targets
 from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
-from neurogshn.losses.relation import relation_targets
+from neurogshn.losses.relation import masked_relation_logits
 from neurogshn.losses.stl import stl_loss
 
 LOSS_NAMES = ("itc", "cl", "stl", "itm")
@@ -91,27 +91,11 @@ def masked_relation_loss(
 ) -> tuple[Tensor, Tensor] | None:
     """Masked relation prediction (:mod:`neurogshn.losses.relation`) on the captions that
     state a relation: (loss, detached accuracy), or ``None`` when none does."""
-    te = model.text_encoder
-    rows, texts, classes = relation_targets(
-        captions, model.config.itm_relation_vocab, te.mask_token
-    )
-    where = te.mask_positions(texts)
-    keep = [k for k, w in enumerate(where) if w >= 0]
-    if not keep:
+    pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+    found = masked_relation_logits(model, captions, nodes, node_mask, pos)
+    if found is None:
         return None
-    device = nodes.device
-    idx = torch.tensor([rows[k] for k in keep], device=device)
-    enc = te([texts[k] for k in keep])
-    pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0][idx]
-    logits = model.itm_head.relation_logits(
-        enc.token_embeds,
-        enc.attention_mask,
-        nodes[idx],
-        node_mask[idx],
-        pos,
-        torch.tensor([where[k] for k in keep], device=device),
-    )
-    target = torch.tensor([classes[k] for k in keep], device=device)
+    _, logits, target = found
     loss = torch.nn.functional.cross_entropy(logits, target)
     return loss, (logits.argmax(-1) == target).float().mean().detach()
 

@@ -25,6 +25,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import Tensor
 
 
 @lru_cache(maxsize=32)
@@ -64,3 +68,42 @@ def relation_targets(
             texts.append(found[0])
             classes.append(found[1])
     return rows, texts, classes
+
+
+def masked_relation_logits(
+    model: Any,
+    texts: Sequence[str],
+    nodes: Tensor,
+    node_mask: Tensor,
+    node_pos: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """Mask the relation of each text that states one, encode the masked texts and classify
+    the mask with the ITM head against the text's own image.
+
+    Args:
+        model: a GSHN with a relation classifier (``itm_relation_weight > 0``).
+        texts: ``B`` texts; text ``i`` pairs with image ``i``.
+        nodes: dense node embeddings ``B×N×D``; node_mask ``B×N``; node_pos ``B×N×2``.
+
+    Returns:
+        ``(rows K, logits K×R, relation indices K)`` for the ``K`` texts with a relation (whose
+        mask survived truncation), or ``None`` when there is none.
+    """
+    te = model.text_encoder
+    rows, masked, classes = relation_targets(texts, model.config.itm_relation_vocab, te.mask_token)
+    where = te.mask_positions(masked)
+    keep = [k for k, w in enumerate(where) if w >= 0]
+    if not keep:
+        return None
+    device = nodes.device
+    idx = torch.tensor([rows[k] for k in keep], device=device)
+    enc = te([masked[k] for k in keep])
+    logits = model.itm_head.relation_logits(
+        enc.token_embeds,
+        enc.attention_mask,
+        nodes[idx],
+        node_mask[idx],
+        None if node_pos is None else node_pos[idx],
+        torch.tensor([where[k] for k in keep], device=device),
+    )
+    return idx, logits, torch.tensor([classes[k] for k in keep], device=device)

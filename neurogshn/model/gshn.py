@@ -309,32 +309,20 @@ class GSHN(nn.Module):
         Shapes:
             returns ``B`` (pairs (image ``i``, text ``i``)).
         """
-        from neurogshn.losses.relation import mask_relation
+        from neurogshn.losses.relation import masked_relation_logits
 
         head = getattr(self, "itm_head", None)
         if head is None or head.relation_head is None:
             raise ConfigError("this model has no relation classifier (itm_relation_weight=0)")
         out = image.image_embeds.new_zeros(len(texts))
-        te = self.text_encoder
-        masked = [mask_relation(t, self.config.itm_relation_vocab, te.mask_token) for t in texts]
-        rows = [i for i, m in enumerate(masked) if m is not None]
-        if not rows:
-            return out
-        texts_m = [masked[i][0] for i in rows]  # type: ignore[index]
-        where = torch.tensor(te.mask_positions(texts_m), device=out.device)
-        keep = (where >= 0).nonzero().squeeze(-1)
-        if keep.numel() == 0:
-            return out
-        rows_t = torch.tensor(rows, device=out.device)[keep]
-        enc = te([texts_m[int(k)] for k in keep])
         nodes, node_mask = image.dense_nodes()
-        pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0][rows_t]
-        logits = head.relation_logits(
-            enc.token_embeds, enc.attention_mask, nodes[rows_t], node_mask[rows_t], pos, where[keep]
-        )
-        cls = torch.tensor([masked[i][1] for i in rows], device=out.device)[keep]  # type: ignore[index]
-        logp = logits.log_softmax(-1).gather(1, cls[:, None]).squeeze(1)
-        return out.index_put((rows_t,), logp.to(out.dtype))
+        pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+        found = masked_relation_logits(self, texts, nodes, node_mask, pos)
+        if found is None:
+            return out
+        rows, logits, relation = found
+        logp = logits.log_softmax(-1).gather(1, relation[:, None]).squeeze(1)
+        return out.index_put((rows,), logp.to(out.dtype))
 
     def match_scores(self, graphs: Batch | Data, texts: list[str], scorer: str = "auto") -> Tensor:
         r"""Image-text score of each pair (graph ``i``, text ``i``): higher = better match.
