@@ -48,11 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neurogshn.model.crossmodal import (  # noqa: F401  (re-exported: older import paths)
-    CrossAttentionBlock,
-    CrossModalEncoder,
-    NodePositionEncoding,
-)
+from neurogshn.model.crossmodal import CrossModalEncoder
 
 
 class ITMHead(CrossModalEncoder):
@@ -136,12 +132,6 @@ class ITMHead(CrossModalEncoder):
         node_pos: Tensor | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        if self.position is not None and node_pos is None:
-            raise ValueError(
-                "ITMHead was built with node_position=True (config itm_node_position) and "
-                "needs node_pos (the graphs' `pos` centroids); score pairs with "
-                "GSHN.match_scores"
-            )
         h, attentions = super().forward(
             tokens, token_mask, nodes, node_mask, node_pos, return_attention
         )

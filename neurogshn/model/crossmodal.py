@@ -226,8 +226,9 @@ class CrossModalEncoder(nn.Module):
         if self.position is not None:
             if node_pos is None:
                 raise ValueError(
-                    "this cross-modal head encodes node positions (node_position=True) and "
-                    "needs node_pos (the graphs' `pos` centroids)"
+                    "this cross-modal head encodes node positions (node_position=True; for the "
+                    "ITM head the config's itm_node_position) and needs node_pos (the graphs' "
+                    "`pos` centroids); score image-text pairs with GSHN.match_scores"
                 )
             nodes = nodes + self.position(node_pos.to(nodes.dtype))
         h = tokens
