@@ -29,8 +29,9 @@ no_relation    masked relation prediction off (``itm_relation_weight = 0``)
 
 Per run: pretrain (``neurogshn.training``), zero-shot retrieval on the eval split with the
 hard-negative diagnostics, then a VQA head fine-tuned on the training split's VQA file for a
-fixed budget and scored on the eval split. Reported: i2t R@1, t2i R@1, relational accuracy,
-attribute accuracy, VQA accuracy.
+fixed budget and scored on the eval split. Reported: i2t R@1, t2i R@1 (ITC), relational and
+attribute accuracy (scored by the ITM head on the first ``hn_images`` eval images' hard
+negatives), VQA accuracy (the default task head: ITM evidence and soft counts).
 
 "Claim holds?" compares ``full`` with each ablation per metric: **yes** when full's mean is
 higher by more than the larger of the two seed standard deviations, **no** when the ablation is
@@ -98,8 +99,8 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
 METRICS: tuple[tuple[str, str], ...] = (
     ("i2t_R@1", "i2t R@1"),
     ("t2i_R@1", "t2i R@1"),
-    ("relational_acc", "relational acc"),
-    ("attribute_acc", "attribute acc"),
+    ("relational_acc_itm", "relational acc (ITM)"),
+    ("attribute_acc_itm", "attribute acc (ITM)"),
     ("vqa_acc", "VQA acc"),
 )
 
@@ -116,6 +117,9 @@ class StudySize:
         vqa_epochs: VQA fine-tuning epochs (backbone frozen, head only).
         vqa_max_train: VQA training questions used (``None``: all).
         model: named model configuration (``GSHN.from_config_name``).
+        hn_images: the relational / attribute diagnostics are scored with the ITM head (the
+            model's image-text matcher, as ``neurogshn evaluate --task retrieval`` does) on
+            the hard negatives of the first ``hn_images`` eval images.
     """
 
     train: int
@@ -127,6 +131,7 @@ class StudySize:
     vqa_epochs: int
     vqa_max_train: int | None
     model: str = "default"
+    hn_images: int = 200
 
     def overrides(self) -> list[str]:
         return [
@@ -141,7 +146,7 @@ class StudySize:
 
 
 DEFAULT_SIZE = StudySize(2000, 200, 1000, 128, 1500, 64, 5, None)
-QUICK_SIZE = StudySize(32, 8, 16, 64, 6, 8, 1, 64, model="gshn-tiny")
+QUICK_SIZE = StudySize(32, 8, 16, 64, 6, 8, 1, 64, model="gshn-tiny", hn_images=8)
 
 
 # ------------------------------------------------------------------------------------------
@@ -251,7 +256,7 @@ def bar_chart(results: Mapping[str, Sequence[Mapping[str, float]]], path: str | 
         )
     chance_label = "chance (50%, pairwise diagnostics)"
     for i, (key, _) in enumerate(METRICS):
-        if key in ("relational_acc", "attribute_acc"):
+        if key in ("relational_acc_itm", "attribute_acc_itm"):
             ax.hlines(
                 50,
                 i - 0.45,
@@ -379,6 +384,7 @@ def run_one(
     _, test_ex, _ = load_task_examples(data_root, "vqa", split, labels)
     get_test, has_test = graph_getter(test_graphs)
     test_ex, _ = filter_examples(test_ex, has_test)
+    out.update(itm_diagnostics(model, data_root, split, test_graphs, size.hn_images))
     task_model = build_task_model(model, "vqa", labels)
     ft = FinetuneConfig(epochs=size.vqa_epochs, batch_size=32, lr=1e-3, backbone_lr=0.0, seed=seed)
     finetune(task_model, train_ex, get_train, ft, progress=False, log=lambda s: None)
@@ -388,11 +394,34 @@ def run_one(
     out["device"] = device_name(dev)
     log(
         f"{variant} seed {seed}: i2t R@1 {100 * out['i2t_R@1']:.1f}, t2i R@1 "
-        f"{100 * out['t2i_R@1']:.1f}, rel {100 * out.get('relational_acc', math.nan):.1f}, "
-        f"attr {100 * out.get('attribute_acc', math.nan):.1f}, VQA {100 * out['vqa_acc']:.1f} "
+        f"{100 * out['t2i_R@1']:.1f}, rel {100 * out.get('relational_acc_itm', math.nan):.1f}, "
+        f"attr {100 * out.get('attribute_acc_itm', math.nan):.1f}, VQA {100 * out['vqa_acc']:.1f} "
         f"({out['total_seconds']:.0f} s)"
     )
     return out
+
+
+def itm_diagnostics(
+    model: Any, data_root: Path, split: str, graphs: Any, images: int
+) -> dict[str, float]:
+    """Relational / attribute / object-replacement accuracy scored by the model's ITM head
+    (with its relation term) on the hard negatives of the first ``images`` images of
+    ``split`` (``*_acc_itm``); empty when the model has no ITM head."""
+    from neurogshn.data.coco import CocoPanopticDataset
+    from neurogshn.tasks.finetune import task_file
+    from neurogshn.tasks.retrieval import evaluate_retrieval
+
+    if getattr(model, "itm_head", None) is None or images <= 0:
+        return {}
+    found = evaluate_retrieval(
+        model,
+        graphs,
+        CocoPanopticDataset(data_root, split),
+        hard_negatives=task_file(data_root, "hard_negatives", split),
+        max_images=images,
+        hard_negative_scorer="itm",
+    )
+    return {k: v for k, v in found.items() if k.endswith("_acc_itm")}
 
 
 def prebuild_graph_caches(
@@ -653,7 +682,8 @@ def write_report(
         f"Command: `{command}`  ",
         f"Data: generated relational scenes, train/val/test = {size.train}/{size.val}/"
         f"{size.test} images ({size.image_size} px); pretraining {size.steps} steps × "
-        f"{size.batch_size} images; VQA head {size.vqa_epochs} epoch(s), backbone frozen.  ",
+        f"{size.batch_size} images; VQA head {size.vqa_epochs} epoch(s), backbone frozen; "
+        f"ITM-scored diagnostics on the first {size.hn_images} test images.  ",
         f"Seeds: {', '.join(map(str, seeds))}. Wall time {wall_s / 60:.1f} min"
         + (
             f"; estimated full-size run: {estimate_s / 3600:.1f} h on this machine (a lower "
@@ -666,10 +696,11 @@ def write_report(
         f"Runs: {jobs} at a time{f' on {device}' if device else ''}.",
         "",
         "Figures in percent, mean ± sample std over seeds. Retrieval on the test split "
-        "(zero-shot after pretraining); relational / attribute accuracy: true caption vs its "
-        "relation- / attribute-swapped twin (chance 50%, ties count as wrong); VQA on the test "
-        "split. *Claim holds?*: full beats the ablation by more than the larger seed std on "
-        "the mean of the five metrics (**yes**), the ablation wins by that margin (**no**), or "
+        "(zero-shot after pretraining, ITC); relational / attribute accuracy: true caption vs "
+        "its relation- / attribute-swapped twin scored by the ITM head (chance 50%, ties count "
+        "as wrong); VQA on the test split, default task head (ITM evidence, soft counts). "
+        "*Claim holds?*: full beats the ablation by more than the larger seed std on the mean "
+        "of the five metrics (**yes**), the ablation wins by that margin (**no**), or "
         "neither (**unclear**). See docs/tasks.md for the metric definitions.",
         "",
         markdown_table(results),

@@ -11,8 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finetune",
         help="fine-tune a task head (VQA, visual entailment, NLVR2) on a pretrained GSHN",
         description=(
-            "Fine-tune a task head (cross-attention from text tokens to node embeddings + MLP "
-            "classifier) and, unless --backbone-lr 0, the backbone, on the task file "
+            "Fine-tune a task head (cross-attention from text tokens to node embeddings, soft "
+            "counts and the checkpoint's ITM evidence, + MLP classifier) and, unless "
+            "--backbone-lr 0, the backbone, on the task file "
             "annotations/{task}_{train-split}.json; validate on the --val-split after every "
             "epoch. The output directory (config.json + model.safetensors + "
             "task_head.safetensors + task.json, plus the resume state trainer.json + "
@@ -73,6 +74,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--head-layers", type=int, default=None, help="blocks of the task head (default 1)"
     )
+    parser.add_argument(
+        "--head-init",
+        choices=["random", "itm"],
+        default="random",
+        help="'itm': the head's fusion encoder starts as a copy of the checkpoint's pretrained "
+        "ITM head (implies --head-fusion blip and the ITM head's sizes); default random",
+    )
+    parser.add_argument(
+        "--head-evidence",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="append the checkpoint's ITM evidence (match score, masked relation prediction) "
+        "to the head's fused feature (default: when the checkpoint has an ITM head)",
+    )
+    parser.add_argument(
+        "--head-counts",
+        type=int,
+        default=8,
+        metavar="K",
+        help="K soft-count readouts (sums of sigmoid node gates, binned) in the fused feature "
+        "(default 8; 0: none)",
+    )
     again = parser.add_mutually_exclusive_group()
     again.add_argument(
         "--resume",
@@ -112,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         checkpoint_every=args.checkpoint_every,
-        head={"fusion": args.head_fusion}
-        | ({} if args.head_layers is None else {"layers": args.head_layers}),
+        head=_head_options(args),
     )
     for note in result["notes"]:
         print(f"note: {note}")
@@ -121,3 +143,14 @@ def run(args: argparse.Namespace) -> int:
         print(format_metrics_table(result["val"], title=f"{args.task} [{args.val_split}]"))
     print(f"checkpoint: {out} ({result['seconds']:.1f} s)")
     return 0
+
+
+def _head_options(args: argparse.Namespace) -> dict[str, object]:
+    head: dict[str, object] = {"fusion": args.head_fusion}
+    if args.head_init == "itm":
+        head = {"fusion": "blip", "init": "itm"}
+    if args.head_layers is not None:
+        head["layers"] = args.head_layers
+    head["evidence"] = "auto" if args.head_evidence is None else args.head_evidence
+    head["count_heads"] = args.head_counts
+    return head

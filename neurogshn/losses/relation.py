@@ -91,6 +91,8 @@ def masked_relation_logits(
     """
     te = model.text_encoder
     rows, masked, classes = relation_targets(texts, model.config.itm_relation_vocab, te.mask_token)
+    if not rows:
+        return None
     where = te.mask_positions(masked)
     keep = [k for k, w in enumerate(where) if w >= 0]
     if not keep:

@@ -309,20 +309,77 @@ class GSHN(nn.Module):
         Shapes:
             returns ``B`` (pairs (image ``i``, text ``i``)).
         """
+        out = image.image_embeds.new_zeros(len(texts))
+        found = self._relation_log_probs(image, texts)
+        if found is None:
+            return out
+        rows, logp, relation = found
+        stated = logp.gather(1, relation[:, None]).squeeze(1)
+        return out.index_put((rows,), stated.to(out.dtype))
+
+    def _relation_log_probs(
+        self, image: ImageEncoding, texts: list[str]
+    ) -> tuple[Tensor, Tensor, Tensor] | None:
+        """``(rows, log p over the relation vocabulary, stated relation)`` of the texts that
+        state a relation (see :func:`~neurogshn.losses.relation.masked_relation_logits`)."""
         from neurogshn.losses.relation import masked_relation_logits
 
         head = getattr(self, "itm_head", None)
         if head is None or head.relation_head is None:
             raise ConfigError("this model has no relation classifier (itm_relation_weight=0)")
-        out = image.image_embeds.new_zeros(len(texts))
         nodes, node_mask = image.dense_nodes()
         pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
         found = masked_relation_logits(self, texts, nodes, node_mask, pos)
         if found is None:
-            return out
+            return None
         rows, logits, relation = found
-        logp = logits.log_softmax(-1).gather(1, relation[:, None]).squeeze(1)
-        return out.index_put((rows,), logp.to(out.dtype))
+        return rows, logits.log_softmax(-1), relation
+
+    @property
+    def evidence_size(self) -> int:
+        """Features per pair of :meth:`match_evidence` (0 without an ITM head)."""
+        head = getattr(self, "itm_head", None)
+        if head is None:
+            return 0
+        if head.relation_head is None:
+            return 1
+        return 3 + 2 * len(self.config.itm_relation_vocab)
+
+    def match_evidence(self, image: ImageEncoding, text: TextEncoding, texts: list[str]) -> Tensor:
+        r"""What the pretrained ITM head says about each pair (image ``i``, text ``i``), as
+        input features for task heads:
+
+        .. math::
+            e = [\,s,\ h,\ \log p(r_\text{stated}),\ \log p(\cdot)\ (R),\
+            \mathrm{onehot}(r_\text{stated})\ (R)\,]
+
+        with ``s`` the ITM match score (:meth:`itm_scores` without the relation term), ``h``
+        1 when the text states a relation of ``itm_relation_vocab`` (then the next ``1 + 2R``
+        entries come from masked relation prediction, log-probabilities clamped at -20;
+        else they are 0). Without a relation classifier only ``s`` is returned.
+
+        Why: a yes/no question or a statement such as "is the red cube left of the ball?"
+        is answered by comparing where two named objects are, which pretraining taught the
+        relation classifier (docs/model.md, "Relational matching") and which a task head
+        trained from the answer alone did not learn (VQA relation questions at chance).
+
+        Shapes:
+            returns ``B×evidence_size``.
+        """
+        score = self.itm_scores(image, text)[:, None]
+        if self.itm_head.relation_head is None:
+            return score
+        r = len(self.config.itm_relation_vocab)
+        rel = score.new_zeros(score.shape[0], 2 + 2 * r)
+        found = self._relation_log_probs(image, texts)
+        if found is not None:
+            rows, logp, relation = found
+            logp = logp.clamp_min(-20.0).to(rel.dtype)
+            onehot = torch.nn.functional.one_hot(relation, r).to(rel.dtype)
+            stated = logp.gather(1, relation[:, None])
+            values = torch.cat([torch.ones_like(stated), stated, logp, onehot], dim=1)
+            rel = rel.index_put((rows,), values)
+        return torch.cat([score, rel], dim=1)
 
     def match_scores(self, graphs: Batch | Data, texts: list[str], scorer: str = "auto") -> Tensor:
         r"""Image-text score of each pair (graph ``i``, text ``i``): higher = better match.

@@ -236,6 +236,8 @@ class TextEncoder(nn.Module):
     def mask_positions(self, texts: Sequence[str]) -> list[int]:
         """Index of the first mask token of each text in :meth:`forward`'s token rows (``-1``
         when the text has none, or it was truncated away)."""
+        if not texts:
+            return []
         mask_id = self.tokenizer.mask_token_id
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         return [ids.index(mask_id) if mask_id in ids else -1 for ids in enc["input_ids"]]

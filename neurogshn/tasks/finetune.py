@@ -345,10 +345,21 @@ def evaluate_task(
     return task_metrics(model.config.task, model.config.labels, examples, preds)
 
 
+#: head options a new task head gets unless told otherwise: the backbone's ITM evidence when
+#: it has an ITM head, and 8 soft-count readouts (docs/tasks.md, "Task heads")
+DEFAULT_HEAD_OPTIONS: dict[str, Any] = {"evidence": "auto", "count_heads": 8}
+
+
 def build_task_model(
     backbone: nn.Module, task: str, labels: Sequence[str], head: Mapping[str, Any] | None = None
 ) -> TaskModel:
-    """A :class:`TaskModel` with a fresh head sized to the backbone (probed once)."""
+    """A :class:`TaskModel` with a fresh head sized to the backbone (probed once).
+
+    ``head`` holds :class:`TaskHeadConfig` fields over :data:`DEFAULT_HEAD_OPTIONS`, plus
+    ``evidence``: ``True`` (the backbone's ITM evidence, sets ``evidence_dim``; an error
+    without an ITM head), ``False`` or ``"auto"`` (when the backbone has one);
+    ``init="itm"`` copies the backbone's ITM head into the fusion encoder and takes its sizes.
+    """
     with torch.no_grad():
         was = backbone.training
         backbone.eval()
@@ -361,8 +372,52 @@ def build_task_model(
     max_length = getattr(getattr(backbone, "config", None), "text_max_length", None)
     if max_length is not None:
         sizes["max_tokens"] = max(64, int(max_length))
-    cfg = TaskHeadConfig(task=task, labels=list(labels), **(sizes | dict(head or {})))
-    return TaskModel(backbone, TaskHead(cfg).to(_device_of(backbone)))
+    head = DEFAULT_HEAD_OPTIONS | dict(head or {})
+    itm_head = None
+    if head.get("init") == "itm":
+        itm_head = getattr(backbone, "itm_head", None)
+        if itm_head is None:
+            raise ConfigError(
+                "head init 'itm' needs a backbone pretrained with an ITM head (itm_weight > 0)"
+            )
+        itm_sizes = _itm_head_sizes(itm_head)
+        clash = {k: v for k, v in head.items() if k in itm_sizes and v != itm_sizes[k]}
+        if clash:
+            raise ConfigError(
+                f"head init 'itm' takes the ITM head's sizes {itm_sizes}; these differ: {clash}"
+            )
+        sizes |= itm_sizes
+    evidence = head.pop("evidence", False)
+    if evidence not in (True, False, "auto"):
+        raise ConfigError(f"head option evidence must be true, false or 'auto', got {evidence!r}")
+    size = int(getattr(backbone, "evidence_size", 0))
+    if evidence == "auto":
+        evidence = size > 0
+    if evidence:
+        if size <= 0:
+            raise ConfigError(
+                "the head's ITM evidence needs a backbone pretrained with an ITM head "
+                "(itm_weight > 0)"
+            )
+        sizes["evidence_dim"] = size
+    cfg = TaskHeadConfig(task=task, labels=list(labels), **(sizes | head))
+    task_head = TaskHead(cfg)
+    if itm_head is not None:
+        task_head.fusion.copy_itm_head(itm_head)
+    return TaskModel(backbone, task_head.to(_device_of(backbone)))
+
+
+def _itm_head_sizes(itm_head: nn.Module) -> dict[str, Any]:
+    """The task-head sizes of a copy of ``itm_head`` (fusion ``blip``)."""
+    first = itm_head.layers[0]
+    sizes: dict[str, Any] = {
+        "fusion": "blip",
+        "layers": len(itm_head.layers),
+        "heads": int(first.attn.num_heads),
+    }
+    if itm_head.token_position is not None:
+        sizes["max_tokens"] = int(itm_head.token_position.weight.shape[0])
+    return sizes
 
 
 def finetune(

@@ -8,6 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from gshn_fixtures import (  # noqa: F401  (pytest fixtures: a tiny real GSHN)
+    make_batch,
+    tiny_model,
+    tiny_overrides,
+)
 from safetensors.torch import save_file
 from torch import nn
 from torch_geometric.utils import scatter

@@ -188,6 +188,8 @@ def test_finetune_then_evaluate(task, scenes_root, tiny_checkpoint, tmp_path, ca
     }
     meta = _json(out / "task.json")
     assert meta["task"] == task and len(meta["history"]) == 1
+    # default head: soft counts, and the checkpoint's ITM evidence (it has an ITM head)
+    assert meta["head"]["count_heads"] == 8 and meta["head"]["evidence_dim"] > 0
     res_path = tmp_path / "eval.json"
     assert (
         main(
@@ -288,3 +290,18 @@ def test_corrupt_head_weights(scenes_root, tiny_checkpoint, tmp_path):
     (out / "task_head.safetensors").write_bytes(b"\x80\x04garbage")
     with pytest.raises(CheckpointError, match=r"task_head\.safetensors"):
         load_task_checkpoint(out)
+
+
+def test_finetune_head_options_from_the_command_line():
+    from neurogshn.cli import build_parser
+    from neurogshn.cli.finetune import _head_options
+
+    base = ["finetune", "--task", "vqa", "--from", "c", "--data", "d"]
+    parse = build_parser().parse_args
+    assert _head_options(parse(base)) == {"fusion": "cross", "evidence": "auto", "count_heads": 8}
+    assert _head_options(
+        parse([*base, "--head-init", "itm", "--no-head-evidence", "--head-counts", "0"])
+    ) == {"fusion": "blip", "init": "itm", "evidence": False, "count_heads": 0}
+    assert (
+        _head_options(parse([*base, "--head-evidence", "--head-layers", "2"]))["evidence"] is True
+    )
