@@ -44,6 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-images", type=int, default=None, help="retrieval: only the first N images"
     )
+    parser.add_argument(
+        "--rerank",
+        type=int,
+        default=None,
+        metavar="K",
+        help="retrieval: re-rank each query's K best ITC candidates with the ITM head "
+        "(ALBEF/BLIP protocol; default 16 when the checkpoint has an ITM head; 0: ITC only). "
+        "The ITC-only figures are kept as *_itc",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="graphs per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: auto)")
     parser.add_argument(
@@ -89,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         max_images=args.max_images,
         progress=not args.no_progress,
+        rerank=args.rerank,
     )
     title = f"{args.task} on {args.data} [{args.split}] — {args.checkpoint}"
     print(format_metrics_table(result.metrics, title=title))

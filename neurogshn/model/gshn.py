@@ -82,6 +82,35 @@ class ImageEncoding:
         v = self.node_embeds if values is None else values
         return to_dense_batch(v, self.node_batch, batch_size=self.num_graphs)
 
+    def select(self, rows: Tensor) -> ImageEncoding:
+        """The encoding of the images ``rows`` (any order, repeats allowed): image and node
+        embeddings and centroids, for scoring many (image, text) pairs from images encoded
+        once. Spikes, voltages, latents and rates are dropped (empty / ``None``).
+
+        Shapes:
+            rows ``P`` (values in ``[0, B)``) → an encoding of ``P`` images.
+        """
+        rows = rows.to(self.node_batch.device)
+        counts = torch.bincount(self.node_batch, minlength=self.num_graphs)
+        starts = torch.cumsum(counts, 0) - counts
+        sizes = counts[rows]
+        node_batch = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), sizes)
+        offsets = torch.arange(int(sizes.sum()), device=rows.device) - torch.repeat_interleave(
+            torch.cumsum(sizes, 0) - sizes, sizes
+        )
+        index = torch.repeat_interleave(starts[rows], sizes) + offsets
+        return ImageEncoding(
+            image_embeds=self.image_embeds[rows],
+            node_embeds=self.node_embeds[index],
+            node_batch=node_batch,
+            spikes=[],
+            snn_latent=None,
+            fusion_ratio=self.fusion_ratio,
+            spike_rates=[],
+            num_graphs=len(rows),
+            node_pos=None if self.node_pos is None else self.node_pos[index],
+        )
+
 
 class GSHN(nn.Module):
     """Graph Spiking Hybrid Network (see module docstring).

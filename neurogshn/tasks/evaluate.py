@@ -81,6 +81,10 @@ def graph_getter(graphs: Any) -> tuple[Any, Any]:
     return graphs.get_by_image_id, ids.__contains__
 
 
+#: candidates per query that ``evaluate --task retrieval`` re-ranks with the ITM head
+DEFAULT_RERANK = 16
+
+
 def evaluate_checkpoint(
     task: str,
     checkpoint: str | Path,
@@ -95,6 +99,7 @@ def evaluate_checkpoint(
     cache_dir: str | Path | None = None,
     max_images: int | None = None,
     progress: bool = True,
+    rerank: int | None = None,
 ) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task`` / ``split`` of the data set at ``data``.
 
@@ -113,6 +118,9 @@ def evaluate_checkpoint(
         cache_dir: graph cache directory (default: inside the data set).
         max_images: retrieval only: the first N images.
         progress: progress bars while building graphs.
+        rerank: retrieval only: re-rank each query's ``K`` best ITC candidates with the ITM
+            head (:func:`~neurogshn.tasks.retrieval.itm_rerank`); ``None``:
+            :data:`DEFAULT_RERANK` when the checkpoint has an ITM head, else 0; ``0``: ITC only.
     """
     from neurogshn.utils.runtime import resolve_device
 
@@ -134,7 +142,7 @@ def evaluate_checkpoint(
     if task == "retrieval":
         from neurogshn.data.coco import CocoPanopticDataset
         from neurogshn.model.gshn import GSHN
-        from neurogshn.tasks.retrieval import evaluate_retrieval
+        from neurogshn.tasks.retrieval import RERANK_ITC_WEIGHT, evaluate_retrieval
 
         model = GSHN.from_pretrained(ckpt, device=dev)
         coco = CocoPanopticDataset(root, split, strict=strict)
@@ -153,9 +161,22 @@ def evaluate_checkpoint(
             hn = Path(hard_negatives)
         else:
             notes.append("hard-negative diagnostics omitted (not requested)")
+        if rerank is None:
+            rerank = DEFAULT_RERANK if getattr(model, "itm_head", None) is not None else 0
         metrics = evaluate_retrieval(
-            model, graphs, coco, hard_negatives=hn, batch_size=batch_size, max_images=max_images
+            model,
+            graphs,
+            coco,
+            hard_negatives=hn,
+            batch_size=batch_size,
+            max_images=max_images,
+            rerank=rerank,
         )
+        if rerank:
+            notes.append(
+                f"R@K re-ranked: the {rerank} best ITC candidates of each query by ITM + "
+                f"{RERANK_ITC_WEIGHT} x ITC logit (ITC-only figures: *_itc)"
+            )
         if (ckpt / TASK_FILE).is_file():
             notes.append(f"backbone of a fine-tuned {read_task_json(ckpt)['task']} checkpoint")
         elif max_images is None:

@@ -81,9 +81,12 @@ def test_evaluate_retrieval_cli(scenes_root, tiny_checkpoint, tmp_path, capsys):
         load_graph_dataset(scenes_root, "test", progress=False),
         CocoPanopticDataset(scenes_root, "test"),
         hard_negatives=hn if hn.is_file() else None,
+        rerank=16,
     )
-    assert direct["t2i_R@1"] == pytest.approx(m["t2i_R@1"])
-    assert direct["i2t_R@5"] == pytest.approx(m["i2t_R@5"])
+    # the checkpoint has an ITM head: R@K re-ranked by default, the cosine figures kept
+    assert m["rerank_k"] == 16 and "i2t_R@1_itc" in m
+    for key in ("t2i_R@1", "i2t_R@5", "t2i_R@1_itc", "i2t_R@1_itc", "rsum_itc"):
+        assert direct[key] == pytest.approx(m[key]), key
 
 
 def _coco2017_copy(src: Path, dst: Path, split: str = "test", coco_split: str = "val") -> Path:

@@ -1,0 +1,124 @@
+"""ITM re-ranking of retrieval candidates, and ImageEncoding.select (tests/tasks)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch_geometric.data import Data
+
+from neurogshn.tasks.retrieval import evaluate_retrieval, itm_rerank
+
+OFFSET = 1e4  # what itm_rerank adds to its candidates
+
+
+class _Encoding:
+    def __init__(self, ids: torch.Tensor) -> None:
+        self.ids = ids
+
+    def select(self, rows: torch.Tensor) -> _Encoding:
+        return _Encoding(self.ids[rows])
+
+
+class _TableModel(nn.Module):
+    """ITM score of (image id, caption) from a table; ITC logit scale 2."""
+
+    def __init__(self, table: dict[tuple[int, str], float]) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.table = table
+        self.itm_head = nn.Identity()
+        self.pairs_scored = 0
+
+    def itc_scale(self) -> torch.Tensor:
+        return torch.tensor(2.0)
+
+    def encode_image(self, batch):
+        return _Encoding(batch.image_id.view(-1))
+
+    def encode_text(self, texts):
+        return SimpleNamespace(texts=list(texts))
+
+    def itm_scores(self, image, text, texts):
+        self.pairs_scored += len(texts)
+        return torch.tensor([self.table[(int(i), t)] for i, t in zip(image.ids, texts)])
+
+
+def _graphs(n: int) -> list[Data]:
+    return [
+        Data(x=torch.zeros(1, 2), edge_index=torch.zeros(2, 0, dtype=torch.long), image_id=i)
+        for i in range(n)
+    ]
+
+
+def test_itm_rerank_by_hand():
+    texts = ["c0", "c1", "c2", "c3"]
+    sim = torch.tensor([[0.9, 0.1, 0.8, 0.0], [0.2, 0.3, 0.7, 0.6]])
+    itm = {(0, "c0"): -1.0, (0, "c1"): 5.0, (0, "c2"): 0.0, (0, "c3"): 9.0}
+    itm |= {(1, "c0"): 2.0, (1, "c1"): 0.0, (1, "c2"): 1.0, (1, "c3"): 3.0}
+    model = _TableModel(itm)
+    i2t, t2i = itm_rerank(model, _graphs(2), texts, sim, k=2, batch_size=1, itc_weight=0.5)
+    # score = ITM + 0.5 · 2 · cos for each query's 2 best ITC candidates; others keep ITC
+    expected_i2t = torch.tensor(
+        [[OFFSET - 0.1, 0.1, OFFSET + 0.8, 0.0], [0.2, 0.3, OFFSET + 1.7, OFFSET + 3.6]]
+    )
+    expected_t2i = torch.tensor(
+        [
+            [OFFSET - 0.1, OFFSET + 5.1, OFFSET + 0.8, OFFSET + 9.0],
+            [OFFSET + 2.2, OFFSET + 0.3, OFFSET + 1.7, OFFSET + 3.6],
+        ]
+    )
+    torch.testing.assert_close(i2t, expected_i2t)
+    torch.testing.assert_close(t2i, expected_t2i)
+    # each distinct pair scored once: the union of 4 (i2t) and 8 (t2i) pairs is all 8
+    assert model.pairs_scored == 8
+    # image 0's best caption by ITC (c0) drops below c2 once re-ranked
+    assert int(i2t[0].argmax()) == 2 and int(sim[0].argmax()) == 0
+
+
+def test_rerank_changes_no_recall_above_k(tiny_model, make_batch):
+    model = tiny_model.eval()
+    batch = make_batch(sizes=(3, 4, 2, 5, 3, 4), seed=3)
+    graphs = batch.to_data_list()
+    for i, g in enumerate(graphs):
+        g.image_id = i
+    words = ["red circle", "blue square", "green cross", "small diamond", "large", "gray"]
+    captions = {
+        i: [f"a {w} left of the {words[(i + 1) % 6]}", f"the {w}"] for i, w in enumerate(words)
+    }
+    coco = SimpleNamespace(captions=captions)
+    itc = evaluate_retrieval(model, graphs, coco)
+    out = evaluate_retrieval(model, graphs, coco, rerank=3)
+    assert out["rerank_k"] == 3.0
+    for key in ("i2t_R@1", "i2t_R@5", "t2i_R@1", "t2i_R@5", "rsum"):
+        assert out[f"{key}_itc"] == itc[key]
+    # the 3 candidates are only re-ordered: recall at cut-offs >= 3 cannot change
+    for key in ("i2t_R@5", "i2t_R@10", "t2i_R@5", "t2i_R@10"):
+        assert out[key] == itc[key], key
+    assert out["rsum"] == pytest.approx(
+        100 * sum(out[f"{d}_R@{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10))
+    )
+    with pytest.raises(ValueError, match="ITM head"):
+        delattr(model, "itm_head")
+        evaluate_retrieval(model, graphs, coco, rerank=3)
+
+
+def test_image_encoding_select_picks_and_repeats_images(tiny_model, make_batch):
+    model = tiny_model.eval()
+    with torch.no_grad():
+        enc = model.encode_image(make_batch(sizes=(4, 1, 3)))
+    rows = torch.tensor([2, 0, 2, 1])
+    sub = enc.select(rows)
+    assert sub.num_graphs == 4 and sub.spikes == []
+    torch.testing.assert_close(sub.image_embeds, enc.image_embeds[rows])
+    nodes, mask = enc.dense_nodes()
+    sub_nodes, sub_mask = sub.dense_nodes()
+    pos, _ = enc.dense_nodes(enc.node_pos)
+    sub_pos, _ = sub.dense_nodes(sub.node_pos)
+    for j, r in enumerate(rows.tolist()):
+        n = int(mask[r].sum())
+        assert int(sub_mask[j].sum()) == n
+        torch.testing.assert_close(sub_nodes[j, :n], nodes[r, :n])
+        torch.testing.assert_close(sub_pos[j, :n], pos[r, :n])
