@@ -142,7 +142,7 @@ def evaluate_checkpoint(
     if task == "retrieval":
         from neurogshn.data.coco import CocoPanopticDataset
         from neurogshn.model.gshn import GSHN
-        from neurogshn.tasks.retrieval import RERANK_ITC_WEIGHT, evaluate_retrieval
+        from neurogshn.tasks.retrieval import FUSED_ITC_WEIGHT, evaluate_retrieval
 
         model = GSHN.from_pretrained(ckpt, device=dev)
         coco = CocoPanopticDataset(root, split, strict=strict)
@@ -175,7 +175,7 @@ def evaluate_checkpoint(
         if rerank:
             notes.append(
                 f"R@K re-ranked: the {rerank} best ITC candidates of each query by ITM + "
-                f"{RERANK_ITC_WEIGHT} x ITC logit (ITC-only figures: *_itc)"
+                f"{FUSED_ITC_WEIGHT} x ITC logit (ITC-only figures: *_itc)"
             )
         if (ckpt / TASK_FILE).is_file():
             notes.append(f"backbone of a fine-tuned {read_task_json(ckpt)['task']} checkpoint")

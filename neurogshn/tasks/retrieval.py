@@ -164,9 +164,12 @@ def evaluate_retrieval(
         max_images: evaluate only the first ``max_images`` images (in graph-dataset order).
         hard_negative_scorer: how a (image, caption) pair is scored for the diagnostics:
             ``"itc"`` the cosine of the embeddings; ``"itm"`` the model's image-text matching
-            head (match logit minus no-match logit; cross-attention from tokens to nodes);
-            ``"auto"`` ITM when the model has an ITM head, else ITC. The ITC figures are
-            always reported as ``*_acc_itc`` and the ITM ones as ``*_acc_itm``; the plain
+            head (match logit minus no-match logit, plus the relation term of
+            :meth:`GSHN.itm_scores`); ``"fused"`` the ITM score plus
+            :data:`FUSED_ITC_WEIGHT` × the ITC logit, the score re-ranking uses;
+            ``"auto"`` fused when the model has an ITM head, else ITC. The ITC figures are
+            always reported as ``*_acc_itc``, and with an ITM head the ITM ones as
+            ``*_acc_itm`` and the fused ones as ``*_acc_fused``; the plain
             ``relational_acc`` … are those of the chosen scorer.
 
         rerank: ``K > 0``: re-rank each query's ``K`` best candidates by ITC with the ITM
@@ -261,13 +264,25 @@ def evaluate_retrieval(
                 )
                 if _use_itm(model, hard_negative_scorer):
                     pos_s, neg_s = itm_pair_scores(model, graphs, triples, rows, batch_size)
-                    itm = hard_negative_metrics(pos_s, neg_s, kinds)
-                    out.update({f"{k}_itm": v for k, v in itm.items() if k.endswith("_acc")})
-                    chosen = itm
                     pos_b, neg_b = itm_pair_scores(model, graphs, triples, blind_rows, batch_size)
+                    if hard_negative_scorer != "itm":  # fused: ITM + w · τ⁻¹ · cos
+                        w = FUSED_ITC_WEIGHT * itc_logit_scale(model)
+                        itm = hard_negative_metrics(pos_s, neg_s, kinds)
+                        out.update({f"{k}_itm": v for k, v in itm.items() if k.endswith("_acc")})
+                        pos_s = pos_s + w * (img * pos_t).sum(-1)
+                        neg_s = neg_s + w * (img * neg_t).sum(-1)
+                        pos_b = pos_b + w * (blind_img * pos_t).sum(-1)
+                        neg_b = neg_b + w * (blind_img * neg_t).sum(-1)
+                    chosen = hard_negative_metrics(pos_s, neg_s, kinds)
+                    suffix = "itm" if hard_negative_scorer == "itm" else "fused"
+                    out.update(
+                        {f"{k}_{suffix}": v for k, v in chosen.items() if k.endswith("_acc")}
+                    )
                     blind = hard_negative_metrics(pos_b, neg_b, kinds)
                 # plain (chosen scorer) figures first, then the blind control, then per scorer
-                per_scorer = {k: out.pop(k) for k in list(out) if k.endswith(("_itc", "_itm"))}
+                per_scorer = {
+                    k: out.pop(k) for k in list(out) if k.endswith(("_itc", "_itm", "_fused"))
+                }
                 out.update(chosen)
                 if len(ids) > 1:
                     out.update({f"{k}_blind": v for k, v in blind.items() if k.endswith("_acc")})
@@ -278,8 +293,9 @@ def evaluate_retrieval(
     return out
 
 
-#: weight of the ITC logit in the re-ranking score (:func:`itm_rerank`)
-RERANK_ITC_WEIGHT = 0.5
+#: weight w of the ITC logit in the fused match score ``ITM + w · τ⁻¹ · cos`` (re-ranking and
+#: the ``fused`` hard-negative scorer); chosen on the validation split (docs/results.md)
+FUSED_ITC_WEIGHT = 0.5
 
 
 @torch.no_grad()
@@ -290,7 +306,7 @@ def itm_rerank(
     similarity: Tensor,
     k: int,
     batch_size: int = 64,
-    itc_weight: float = RERANK_ITC_WEIGHT,
+    itc_weight: float = FUSED_ITC_WEIGHT,
 ) -> tuple[Tensor, Tensor]:
     r"""Image-by-caption score matrices in which each query's ``k`` best candidates by
     ``similarity`` are re-ordered by
@@ -322,8 +338,7 @@ def itm_rerank(
         torch.stack([torch.cat([rows_i2t, rows_t2i]), torch.cat([cols_i2t, cols_t2i])], 1), dim=0
     )  # sorted by image row
     scores = torch.empty(len(pairs))
-    scale = model.itc_scale() if getattr(model, "itc_scale", None) is not None else 1.0
-    scale = float(scale)
+    scale = itc_logit_scale(model)
     dev = model_device(model)
     pair_batch = 4 * batch_size
     for start in range(0, n_img, batch_size):
@@ -353,9 +368,20 @@ def itm_rerank(
     return i2t, t2i
 
 
+def itc_logit_scale(model: nn.Module) -> float:
+    """The model's ITC logit scale τ⁻¹ (1 when it has no ITC head)."""
+    scale = getattr(model, "itc_scale", None)
+    if scale is None:
+        return 1.0
+    with torch.no_grad():
+        return float(scale())
+
+
 def _use_itm(model: nn.Module, scorer: str) -> bool:
-    if scorer not in ("auto", "itc", "itm"):
-        raise ValueError(f"hard_negative_scorer must be auto, itc or itm, got {scorer!r}")
+    if scorer not in ("auto", "itc", "itm", "fused"):
+        raise ValueError(f"hard_negative_scorer must be auto, itc, itm or fused, got {scorer!r}")
+    if scorer == "fused" and getattr(model, "itm_head", None) is None:
+        raise ValueError("hard_negative_scorer='fused' but the model has no ITM head")
     has = getattr(model, "itm_head", None) is not None
     if scorer == "itm" and not has:
         raise ValueError("hard_negative_scorer='itm' but the model has no ITM head")

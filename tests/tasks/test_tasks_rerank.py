@@ -122,3 +122,62 @@ def test_image_encoding_select_picks_and_repeats_images(tiny_model, make_batch):
         assert int(sub_mask[j].sum()) == n
         torch.testing.assert_close(sub_nodes[j, :n], nodes[r, :n])
         torch.testing.assert_close(sub_pos[j, :n], pos[r, :n])
+
+
+class _FusedModel(_TableModel):
+    """2-D unit embeddings from tables, ITM from a table, ITC logit scale 4."""
+
+    def __init__(self, table, images, texts) -> None:
+        super().__init__(table)
+        self.images, self.texts = images, texts
+
+    def itc_scale(self) -> torch.Tensor:
+        return torch.tensor(4.0)
+
+    def encode_image(self, batch):
+        ids = batch.image_id.view(-1)
+        return SimpleNamespace(
+            ids=ids,
+            image_embeds=self.images[ids],
+            node_embeds=torch.zeros(len(ids), 2),
+            node_batch=torch.arange(len(ids)),
+        )
+
+    def encode_text(self, texts):
+        return SimpleNamespace(text_embeds=torch.stack([self.texts[t] for t in texts]))
+
+
+def test_fused_hard_negative_scorer_by_hand():
+    """fused = ITM + 0.5 · 4 · cos: it rescues an object replacement the ITM score gets wrong
+    (0.0 vs 0.5) because the cosine knows the object is absent (1.0 vs 0.6)."""
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    texts = {
+        "a": torch.tensor([1.0, 0.0]),
+        "b": torch.tensor([0.0, 1.0]),
+        "x": torch.tensor([0.6, 0.8]),
+        "y": torch.tensor([0.8, 0.6]),
+    }
+    table = {(i, t): 0.0 for i in (0, 1) for t in texts}
+    table |= {(0, "x"): 0.5, (1, "b"): 2.0}
+    model = _FusedModel(table, images, texts)
+    items = [
+        {"image_id": 0, "caption": "a", "object_replace": "x"},
+        {"image_id": 1, "caption": "b", "relation_swap": "y"},
+    ]
+    coco = SimpleNamespace(captions={0: ["a"], 1: ["b"]})
+    m = evaluate_retrieval(model, _graphs(2), coco, hard_negatives=items)
+    assert m["object_acc_itm"] == 0.0 and m["object_acc_fused"] == 1.0
+    assert m["relational_acc_itm"] == 1.0 and m["relational_acc_fused"] == 1.0
+    assert m["object_acc"] == m["object_acc_fused"]  # auto = fused with an ITM head
+    # blind (the other image): image 1 with "a" (0 + 2·0) vs "x" (0 + 2·0.8), image 0 with
+    # "b" (0 + 2·0) vs "y" (0 + 2·0.8): both wrong
+    assert m["object_acc_blind"] == 0.0 and m["relational_acc_blind"] == 0.0
+    itm = evaluate_retrieval(
+        model, _graphs(2), coco, hard_negatives=items, hard_negative_scorer="itm"
+    )
+    assert itm["object_acc"] == 0.0 and "object_acc_fused" not in itm
+    with pytest.raises(ValueError, match="fused"):
+        model.itm_head = None
+        evaluate_retrieval(
+            model, _graphs(2), coco, hard_negatives=items, hard_negative_scorer="fused"
+        )
