@@ -177,6 +177,11 @@ def evaluate_checkpoint(
                 f"R@K re-ranked: the {rerank} best ITC candidates of each query by ITM + "
                 f"{FUSED_ITC_WEIGHT} x ITC logit (ITC-only figures: *_itc)"
             )
+        if "relational_acc_fused" in metrics:
+            notes.append(
+                f"hard negatives scored by ITM + {FUSED_ITC_WEIGHT} x ITC logit (ITM alone: "
+                "*_acc_itm, cosine alone: *_acc_itc)"
+            )
         if (ckpt / TASK_FILE).is_file():
             notes.append(f"backbone of a fine-tuned {read_task_json(ckpt)['task']} checkpoint")
         elif max_images is None:
