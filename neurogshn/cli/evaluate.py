@@ -53,6 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(ALBEF/BLIP protocol; default 16 when the checkpoint has an ITM head; 0: ITC only). "
         "The ITC-only figures are kept as *_itc",
     )
+    parser.add_argument(
+        "--no-oracle",
+        action="store_true",
+        help="retrieval: skip what the captions allow (the recall of a perfect reader of the "
+        "captions, *_oracle, and *_true@1), computed by default when the data set is in the "
+        "benchmark's vocabulary",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="graphs per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: auto)")
     parser.add_argument(
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         progress=not args.no_progress,
         rerank=args.rerank,
+        oracle=not args.no_oracle,
     )
     title = f"{args.task} on {args.data} [{args.split}] — {args.checkpoint}"
     print(format_metrics_table(result.metrics, title=title))

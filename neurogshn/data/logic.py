@@ -472,6 +472,34 @@ def evaluate(statement: str | Statement, scene: SceneFacts) -> bool:
     return all(evaluate_clause(c, scene) for c in st.clauses)
 
 
+def truth_matrix(statements: Sequence[str], scenes: Sequence[SceneFacts]) -> np.ndarray:
+    """Truth of every statement on every scene.
+
+    Used to find out what a set of captions allows: a caption true of several images of a
+    retrieval pool cannot single out its own (see
+    :func:`~neurogshn.tasks.metrics.retrieval_oracle`).
+
+    Args:
+        statements: statements of the benchmark's language (e.g. a split's captions).
+        scenes: the scenes (e.g. a split's images).
+
+    Returns:
+        ``bool`` array, ``[statement, scene]``.
+
+    Shapes:
+        output: ``len(statements) × len(scenes)``.
+
+    Raises:
+        StatementError: if a statement is not in the language (the message quotes it).
+    """
+    out = np.zeros((len(statements), len(scenes)), dtype=bool)
+    for row, text in enumerate(statements):
+        st = parse_statement(text)
+        for col, scene in enumerate(scenes):
+            out[row, col] = all(evaluate_clause(c, scene) for c in st.clauses)
+    return out
+
+
 def answer(question: str | Question, scene: SceneFacts) -> str | None:
     """The answer to a VQA question on ``scene`` (vocabulary word, digit, ``yes``/``no``), or
     ``None`` when a definite description does not pick out exactly one object."""

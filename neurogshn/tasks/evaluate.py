@@ -81,6 +81,21 @@ def graph_getter(graphs: Any) -> tuple[Any, Any]:
     return graphs.get_by_image_id, ids.__contains__
 
 
+def _scene_facts(coco: Any, graphs: Any, max_images: int | None, notes: list[str]) -> Any:
+    """The facts of the images retrieval will evaluate, or ``None`` (with a note) when the
+    data set is not in the benchmark's vocabulary."""
+    from neurogshn.data.facts import load_scene_facts, scene_facts_problem, statement_problem
+
+    ids = [int(i) for i in graphs.image_ids if coco.captions.get(int(i))][:max_images]
+    problem = scene_facts_problem(coco, ids) or statement_problem(
+        c for i in ids for c in coco.captions[i]
+    )
+    if problem is not None:
+        notes.append(f"caption oracle omitted: {problem}")
+        return None
+    return load_scene_facts(coco, ids)
+
+
 #: candidates per query that ``evaluate --task retrieval`` re-ranks with the ITM head
 DEFAULT_RERANK = 16
 
@@ -100,6 +115,7 @@ def evaluate_checkpoint(
     max_images: int | None = None,
     progress: bool = True,
     rerank: int | None = None,
+    oracle: bool = True,
 ) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task`` / ``split`` of the data set at ``data``.
 
@@ -121,6 +137,11 @@ def evaluate_checkpoint(
         rerank: retrieval only: re-rank each query's ``K`` best ITC candidates with the ITM
             head (:func:`~neurogshn.tasks.retrieval.itm_rerank`); ``None``:
             :data:`DEFAULT_RERANK` when the checkpoint has an ITM head, else 0; ``0``: ITC only.
+        oracle: retrieval only: when the data set is in the benchmark's vocabulary (object
+            attributes in the panoptic JSON, captions in the benchmark's language), also
+            report what its captions allow (``*_oracle``, ``ambiguous_caption_frac``) and
+            ``*_true@1`` (see :func:`~neurogshn.tasks.retrieval.evaluate_retrieval`);
+            otherwise a note says why not.
     """
     from neurogshn.utils.runtime import resolve_device
 
@@ -163,6 +184,11 @@ def evaluate_checkpoint(
             notes.append("hard-negative diagnostics omitted (not requested)")
         if rerank is None:
             rerank = DEFAULT_RERANK if getattr(model, "itm_head", None) is not None else 0
+        facts = None
+        if oracle:
+            facts = _scene_facts(coco, graphs, max_images, notes)
+        else:
+            notes.append("caption oracle omitted (not requested)")
         metrics = evaluate_retrieval(
             model,
             graphs,
@@ -171,7 +197,16 @@ def evaluate_checkpoint(
             batch_size=batch_size,
             max_images=max_images,
             rerank=rerank,
+            scene_facts=facts,
         )
+        if facts is not None:
+            notes.append(
+                "*_oracle: expected recall of a perfect reader of the captions (true pairs "
+                "first, in random order; *_oracle_specific: captions true of fewer images "
+                f"first); {100 * metrics['ambiguous_caption_frac']:.1f} % of the captions are "
+                "true of more than one image. *_true@1: the first candidate is true of the "
+                "query, whoever owns it"
+            )
         if rerank:
             notes.append(
                 f"R@K re-ranked: the {rerank} best ITC candidates of each query by ITM + "

@@ -27,6 +27,7 @@ true caption and its negative counts as wrong (chance is 50%).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -154,6 +155,144 @@ def retrieval_metrics(
     out["t2i_MedR"] = float(torch.quantile(t2i.double() + 1, 0.5, interpolation="lower"))
     out["num_images"] = float(i2t.numel())
     out["num_captions"] = float(t2i.numel())
+    return out
+
+
+def _expected_hit(groups: Sequence[tuple[int, int]], k: int) -> float:
+    """P(an own item is in the top ``k``) when items come in ``groups`` of ``(size, own)``,
+    ranked group after group and in random order within a group."""
+    seen = 0
+    for size, own in groups:
+        if seen + size <= k:
+            if own:
+                return 1.0
+            seen += size
+            continue
+        r = k - seen
+        return 1.0 - math.comb(size - own, r) / math.comb(size, r)
+    return 0.0
+
+
+def retrieval_oracle(
+    truth: Tensor | np.ndarray,
+    caption_to_image: Tensor | np.ndarray | Sequence[int],
+    ks: Iterable[int] = RECALL_KS,
+) -> dict[str, float]:
+    r"""Recall@K of a perfect reader of the captions: what their ambiguity allows.
+
+    The oracle ranks every candidate that makes a true (image, caption) pair above every
+    false one and orders the true ones at random. A caption true of several images cannot
+    single out its own: with :math:`k_c` the images caption :math:`c` is true of, and
+    :math:`t_i` the captions true of image :math:`i` of which :math:`o_i` are its own,
+
+    .. math::
+
+        \text{t2i R@K} = \operatorname{mean}_c \min(1, K / k_c), \qquad
+        \text{i2t R@K} = \operatorname{mean}_i \Bigl(1 - \binom{t_i - o_i}{K} \Big/
+        \binom{t_i}{K}\Bigr) \; (K < t_i).
+
+    This is not a bound on every model: a scorer may also prefer, among true captions, those
+    that are specific (true of few images), which the ``*_oracle_specific`` figure does (true
+    captions ranked by :math:`k_c`, ascending, random within ties; image→text only — for
+    text→image all true images share :math:`k_c`), and a model of how the captions were
+    *written* can break ties further (``benchmarks/caption_ceiling.py``).
+
+    A caption is always counted true of its own image (a caption the logic finds false of its
+    own image is a labelling error; ``own_false`` counts them).
+
+    Args:
+        truth: ``truth[i, c]``: caption ``c`` is true of image ``i``.
+        caption_to_image: image row of each caption.
+        ks: the cut-offs ``K``.
+
+    Returns:
+        ``i2t_R@K_oracle``, ``t2i_R@K_oracle``, ``rsum_oracle``, ``i2t_R@K_oracle_specific``,
+        ``ambiguous_caption_frac`` (captions true of more than one image),
+        ``images_per_caption`` (mean :math:`k_c`), ``own_false``.
+
+    Shapes:
+        truth: ``I×C``; caption_to_image: ``C``.
+    """
+    owner = _as_tensor(caption_to_image).to(torch.long).reshape(-1)
+    t = _as_tensor(truth).to(torch.bool).clone()
+    if t.ndim != 2 or t.shape[1] != owner.numel():
+        raise ValueError(
+            f"truth must be images×captions with {owner.numel()} captions, got {tuple(t.shape)}"
+        )
+    n_img = t.shape[0]
+    if owner.numel() == 0 or n_img == 0:
+        raise ValueError("retrieval needs at least one image and one caption")
+    if owner.min() < 0 or owner.max() >= n_img:
+        raise ValueError(f"caption_to_image values must lie in [0, {n_img})")
+    cols = torch.arange(owner.numel())
+    own_false = int((~t[owner, cols]).sum())
+    t[owner, cols] = True
+    k_c = t.sum(dim=0)  # images each caption is true of
+    one_group: list[list[tuple[int, int]]] = []
+    by_specificity: list[list[tuple[int, int]]] = []
+    for i in range(n_img):
+        true_caps = torch.nonzero(t[i]).flatten()
+        is_own = owner[true_caps] == i
+        one_group.append([(true_caps.numel(), int(is_own.sum()))])
+        spec = k_c[true_caps]
+        by_specificity.append(
+            [(int((spec == v).sum()), int(is_own[spec == v].sum())) for v in spec.unique()]
+        )  # unique() is sorted: fewest images first
+    out: dict[str, float] = {}
+    ks = tuple(ks)
+    for k in ks:
+        out[f"i2t_R@{k}_oracle"] = float(np.mean([_expected_hit(g, k) for g in one_group]))
+    for k in ks:
+        out[f"t2i_R@{k}_oracle"] = float(torch.clamp(k / k_c.double(), max=1.0).mean())
+    out["rsum_oracle"] = 100.0 * sum(out[f"{d}_R@{k}_oracle"] for d in ("i2t", "t2i") for k in ks)
+    for k in ks:
+        out[f"i2t_R@{k}_oracle_specific"] = float(
+            np.mean([_expected_hit(g, k) for g in by_specificity])
+        )
+    out["ambiguous_caption_frac"] = float((k_c > 1).double().mean())
+    out["images_per_caption"] = float(k_c.double().mean())
+    out["own_false"] = float(own_false)
+    return out
+
+
+def top1_truth(
+    similarity: Tensor | np.ndarray,
+    truth: Tensor | np.ndarray,
+    direction: str = "both",
+) -> dict[str, float]:
+    """How often a ranking's first candidate makes a true pair, whoever owns it.
+
+    ``R@1`` counts only the query's own image / captions; this counts any image the caption
+    is true of (``t2i_true@1``) and any caption true of the image (``i2t_true@1``). The gap
+    between the two is what ambiguity of the captions costs the ranking; a low value here is
+    a real reading error. A tie at the top counts as a miss unless every tied candidate is
+    true (as ranks count ties against the true item).
+
+    Args:
+        similarity: image-by-caption scores (``I×C``).
+        truth: ``truth[i, c]``: caption ``c`` is true of image ``i`` (``I×C``).
+        direction: ``"i2t"``, ``"t2i"`` or ``"both"``.
+
+    Returns:
+        ``i2t_true@1`` and / or ``t2i_true@1`` (fractions of images / captions).
+    """
+    sim = _as_tensor(similarity).to(torch.float32)
+    t = _as_tensor(truth).to(torch.bool)
+    if sim.ndim != 2 or sim.shape != t.shape:
+        raise ValueError(
+            f"similarity {tuple(sim.shape)} and truth {tuple(t.shape)} must both be images×captions"
+        )
+    if sim.numel() == 0:
+        raise ValueError("top1_truth needs at least one image and one caption")
+    if direction not in ("i2t", "t2i", "both"):
+        raise ValueError(f"direction must be 'i2t', 't2i' or 'both', got {direction!r}")
+    out: dict[str, float] = {}
+    for name, dim in (("i2t", 1), ("t2i", 0)):
+        if direction not in (name, "both"):
+            continue
+        top = sim == sim.max(dim=dim, keepdim=True).values
+        hit = ~(top & ~t).any(dim=dim)
+        out[f"{name}_true@1"] = float(hit.double().mean())
     return out
 
 
@@ -287,7 +426,7 @@ def format_metrics_table(metrics: Mapping[str, float], title: str | None = None)
     for key, value in metrics.items():
         if not isinstance(value, (int, float)):
             continue
-        if "_acc" in key or "R@" in key:
+        if "_acc" in key or "R@" in key or "true@" in key or key.endswith("_frac"):
             text = f"{100.0 * value:6.2f} %"
         elif (
             key.endswith("_n")

@@ -22,8 +22,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from neurogshn.data.logic import SceneFacts, truth_matrix
 from neurogshn.errors import DataError
-from neurogshn.tasks.metrics import HARD_NEGATIVE_KINDS, hard_negative_metrics, retrieval_metrics
+from neurogshn.tasks.metrics import (
+    HARD_NEGATIVE_KINDS,
+    hard_negative_metrics,
+    retrieval_metrics,
+    retrieval_oracle,
+    top1_truth,
+)
 from neurogshn.utils.runtime import resolve_device
 
 
@@ -147,6 +154,7 @@ def evaluate_retrieval(
     max_images: int | None = None,
     hard_negative_scorer: str = "auto",
     rerank: int = 0,
+    scene_facts: Mapping[int, SceneFacts] | None = None,
 ) -> dict[str, float]:
     """Zero-shot (or fine-tuned) image-text retrieval with the diagnostics.
 
@@ -179,6 +187,14 @@ def evaluate_retrieval(
             figures and the ITC-only ones are reported with an ``_itc`` suffix
             (``i2t_R@1_itc`` …), with ``rerank_k``. A recall at a cut-off above ``K`` is
             unchanged by re-ranking. Needs an ITM head.
+        scene_facts: ``{image_id: SceneFacts}`` of the evaluated images (e.g. from
+            :func:`~neurogshn.data.facts.load_scene_facts`), for captions in the benchmark's
+            language: adds what the captions allow, the keys of
+            :func:`~neurogshn.tasks.metrics.retrieval_oracle` (``i2t_R@1_oracle`` …,
+            ``ambiguous_caption_frac``), and how often the first candidate is true of the
+            query whoever owns it, ``i2t_true@1`` / ``t2i_true@1``
+            (:func:`~neurogshn.tasks.metrics.top1_truth`; ``*_true@1_itc`` for the cosine
+            ranking when re-ranking).
 
     The *blind control* ``relational_acc_blind`` … scores every triple with the chosen scorer
     against another image (the next one in order): a model that reads the image falls to
@@ -194,6 +210,9 @@ def evaluate_retrieval(
 
     Raises:
         DataError: when no image has both a graph and at least one caption.
+        StatementError: with ``scene_facts``, when a caption is not in the benchmark's
+            language.
+        KeyError: with ``scene_facts``, when it lacks an evaluated image.
     """
     if device is not None:
         model = model.to(resolve_device(device))
@@ -222,6 +241,7 @@ def evaluate_retrieval(
         owner_t = torch.tensor(owner)
         sim = image_embeds @ text_embeds.T
         out = retrieval_metrics(sim, owner_t)
+        i2t_sim = t2i_sim = sim
         if rerank > 0:
             if getattr(model, "itm_head", None) is None:
                 raise ValueError("rerank needs a model with an ITM head (itm_weight > 0)")
@@ -236,6 +256,13 @@ def evaluate_retrieval(
             )
             out.update(itc)
             out["rerank_k"] = float(rerank)
+        if scene_facts is not None:
+            truth = torch.from_numpy(truth_matrix(texts, [scene_facts[i] for i in ids]).T)
+            out.update(retrieval_oracle(truth, owner_t))
+            out.update(top1_truth(i2t_sim, truth, "i2t"))
+            out.update(top1_truth(t2i_sim, truth, "t2i"))
+            if rerank > 0:
+                out.update({f"{k}_itc": v for k, v in top1_truth(sim, truth).items()})
         out["images_without_captions"] = float(
             len(graph_ids) - len([i for i in graph_ids if captions.get(i)])
         )
@@ -398,8 +425,13 @@ def itm_pair_scores(
 ) -> tuple[Tensor, Tensor]:
     """ITM scores (match minus no-match logit) of each triple's true and negative caption.
 
+    Every image is encoded once (``batch_size`` images at a time) and its encoding reused for
+    all its triples (:meth:`~neurogshn.model.gshn.ImageEncoding.select`); the pairs are
+    scored ``4 × batch_size`` at a time.
+
     Args:
-        model: a GSHN with ``itm_head``.
+        model: a GSHN with ``itm_head`` (or any model with ``itm_head(tokens, token_mask,
+            nodes, node_mask)`` and node embeddings in its image encoding).
         graphs: the evaluated graphs by row; ``rows[k]`` is triple ``k``'s image row.
 
     Shapes:
@@ -407,23 +439,35 @@ def itm_pair_scores(
     """
     from torch_geometric.utils import to_dense_batch
 
-    pos_out, neg_out = [], []
-    for start in range(0, len(triples), batch_size):
-        chunk = triples[start : start + batch_size]
-        batch = _collate([graphs[int(r)] for r in rows[start : start + batch_size]])
-        enc = model.encode_image(batch.to(model_device(model)))
-        nodes, node_mask = to_dense_batch(enc.node_embeds, enc.node_batch, batch_size=len(chunk))
-        for texts, out in (
-            ([t.caption for t in chunk], pos_out),
-            ([t.negative for t in chunk], neg_out),
-        ):
-            text = model.encode_text(texts)
-            if hasattr(model, "itm_scores"):  # GSHN: the head with whatever inputs it needs
-                out.append(model.itm_scores(enc, text, list(texts)).float().cpu())
-                continue
-            logits = model.itm_head(text.token_embeds, text.attention_mask.bool(), nodes, node_mask)
-            out.append((logits[:, 1] - logits[:, 0]).float().cpu())
-    return torch.cat(pos_out), torch.cat(neg_out)
+    rows = torch.as_tensor(rows).long().cpu()
+    pos_out, neg_out = torch.empty(len(triples)), torch.empty(len(triples))
+    dev = model_device(model)
+    images = torch.unique(rows)  # sorted
+    for start in range(0, len(images), batch_size):
+        here_images = images[start : start + batch_size]
+        enc = model.encode_image(_collate([graphs[int(r)] for r in here_images]).to(dev))
+        dense = None
+        if not hasattr(model, "itm_scores"):
+            dense = to_dense_batch(enc.node_embeds, enc.node_batch, batch_size=len(here_images))
+        here = torch.nonzero(torch.isin(rows, here_images)).squeeze(1)
+        for chunk in here.split(4 * batch_size):
+            local = torch.searchsorted(here_images, rows[chunk]).to(dev)
+            chosen = [triples[int(k)] for k in chunk]
+            for texts, out in (
+                ([t.caption for t in chosen], pos_out),
+                ([t.negative for t in chosen], neg_out),
+            ):
+                text = model.encode_text(texts)
+                if dense is None:  # GSHN: the head with whatever inputs it needs
+                    score = model.itm_scores(enc.select(local), text, list(texts))
+                else:
+                    nodes, node_mask = dense[0][local], dense[1][local]
+                    logits = model.itm_head(
+                        text.token_embeds, text.attention_mask.bool(), nodes, node_mask
+                    )
+                    score = logits[:, 1] - logits[:, 0]
+                out[chunk] = score.float().cpu()
+    return pos_out, neg_out
 
 
 def _image_ids(graph_dataset: Any) -> list[int]:

@@ -135,13 +135,9 @@ class _FusedModel(_TableModel):
         return torch.tensor(4.0)
 
     def encode_image(self, batch):
-        ids = batch.image_id.view(-1)
-        return SimpleNamespace(
-            ids=ids,
-            image_embeds=self.images[ids],
-            node_embeds=torch.zeros(len(ids), 2),
-            node_batch=torch.arange(len(ids)),
-        )
+        enc = _Encoding(batch.image_id.view(-1))
+        enc.image_embeds = self.images[enc.ids]
+        return enc
 
     def encode_text(self, texts):
         return SimpleNamespace(text_embeds=torch.stack([self.texts[t] for t in texts]))
@@ -181,3 +177,29 @@ def test_fused_hard_negative_scorer_by_hand():
         evaluate_retrieval(
             model, _graphs(2), coco, hard_negatives=items, hard_negative_scorer="fused"
         )
+
+
+def test_itm_pair_scores_encode_each_image_once():
+    from neurogshn.tasks.retrieval import HardNegativeTriple, itm_pair_scores
+
+    class Counting(_TableModel):
+        encoded: list[int] = []
+
+        def encode_image(self, batch):
+            self.encoded.extend(batch.image_id.view(-1).tolist())
+            return super().encode_image(batch)
+
+    table = {(i, t): float(10 * i + k) for i in range(3) for k, t in enumerate("abcd")}
+    model = Counting(table)
+    triples = [
+        HardNegativeTriple(2, "a", "b", "relation_swap"),
+        HardNegativeTriple(0, "c", "d", "relation_swap"),
+        HardNegativeTriple(2, "d", "a", "attribute_swap"),
+        HardNegativeTriple(1, "b", "c", "object_replace"),
+        HardNegativeTriple(0, "a", "a", "relation_swap"),
+    ]
+    rows = torch.tensor([t.image_id for t in triples])
+    pos, neg = itm_pair_scores(model, _graphs(3), triples, rows, batch_size=2)
+    assert sorted(model.encoded) == [0, 1, 2]  # one encoding per image, in 2 batches
+    assert pos.tolist() == [table[(t.image_id, t.caption)] for t in triples]
+    assert neg.tolist() == [table[(t.image_id, t.negative)] for t in triples]
