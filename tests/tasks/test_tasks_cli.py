@@ -91,11 +91,10 @@ def test_evaluate_retrieval_cli(scenes_root, tiny_checkpoint, tmp_path, capsys):
     assert "i2t_true@1" in text and any("*_oracle" in n for n in res["notes"])
     # the same as calling the library directly
     from neurogshn.data.coco import CocoPanopticDataset
+    from neurogshn.data.facts import load_scene_facts
     from neurogshn.graph.cache import load_graph_dataset
     from neurogshn.model.gshn import GSHN
     from neurogshn.tasks.retrieval import evaluate_retrieval
-
-    from neurogshn.data.facts import load_scene_facts
 
     coco = CocoPanopticDataset(scenes_root, "test")
     direct = evaluate_retrieval(

@@ -183,7 +183,9 @@ def test_itm_pair_scores_encode_each_image_once():
     from neurogshn.tasks.retrieval import HardNegativeTriple, itm_pair_scores
 
     class Counting(_TableModel):
-        encoded: list[int] = []
+        def __init__(self, table) -> None:
+            super().__init__(table)
+            self.encoded: list[int] = []
 
         def encode_image(self, batch):
             self.encoded.extend(batch.image_id.view(-1).tolist())
