@@ -46,7 +46,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -470,6 +470,72 @@ def evaluate(statement: str | Statement, scene: SceneFacts) -> bool:
     """Truth of a statement (text or parsed) on ``scene``: the conjunction of its clauses."""
     st = parse_statement(statement) if isinstance(statement, str) else statement
     return all(evaluate_clause(c, scene) for c in st.clauses)
+
+
+#: Why a statement is false of a scene (:func:`why_false`), first failing clause:
+#: ``binding``: a noun phrase's colour and shape are in the scene but on different objects;
+#: ``size``: colour and shape are on one object, of another size; ``object``: the colour or
+#: the shape is absent (or a negated one present); ``not_unique``: ``the NP`` matches several
+#: objects; ``relation``: both objects there, not in that relation; ``count``, ``attribute``,
+#: ``stuff``: a count, a ``the NP is COLOR`` or a background clause fails.
+FALSE_REASONS: tuple[str, ...] = (
+    "binding",
+    "size",
+    "object",
+    "not_unique",
+    "relation",
+    "count",
+    "attribute",
+    "stuff",
+)
+
+
+def _why_absent(np_: NounPhrase, scene: SceneFacts) -> str:
+    if np_.size is not None and scene.match(replace(np_, size=None)):
+        return "size"
+    colors = {o.color for o in scene.objects}
+    shapes = {o.shape for o in scene.objects}
+    if (np_.color is None or np_.color in colors) and (np_.shape is None or np_.shape in shapes):
+        return "binding"
+    return "object"
+
+
+def _why_clause_false(clause: Clause, scene: SceneFacts) -> str:
+    if isinstance(clause, Relation):
+        for np_, definite in (
+            (clause.subject, clause.subject_definite),
+            (clause.object, clause.object_definite),
+        ):
+            found = scene.match(np_)
+            if not found:
+                return _why_absent(np_, scene)
+            if definite and len(found) > 1:
+                return "not_unique"
+        return "relation"
+    if isinstance(clause, Exists):
+        return "object" if clause.negated else _why_absent(clause.np, scene)
+    if isinstance(clause, Count):
+        return "count"
+    if isinstance(clause, HasAttribute):
+        found = scene.match(clause.np)
+        if not found:
+            return _why_absent(clause.np, scene)
+        return "not_unique" if len(found) > 1 else "attribute"
+    return "stuff"
+
+
+def why_false(statement: str | Statement, scene: SceneFacts) -> str | None:
+    """Why ``statement`` is false of ``scene``: a :data:`FALSE_REASONS` entry for its first
+    false clause, or ``None`` when it is true.
+
+    A retrieval diagnostic: it tells a model that confuses which object has which colour
+    (``binding``) from one that misses objects (``object``) or relations (``relation``).
+    """
+    st = parse_statement(statement) if isinstance(statement, str) else statement
+    for clause in st.clauses:
+        if not evaluate_clause(clause, scene):
+            return _why_clause_false(clause, scene)
+    return None
 
 
 def truth_matrix(statements: Sequence[str], scenes: Sequence[SceneFacts]) -> np.ndarray:

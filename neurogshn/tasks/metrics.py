@@ -426,7 +426,7 @@ def format_metrics_table(metrics: Mapping[str, float], title: str | None = None)
     for key, value in metrics.items():
         if not isinstance(value, (int, float)):
             continue
-        if "_acc" in key or "R@" in key or "true@" in key or key.endswith("_frac"):
+        if "_acc" in key or "R@" in key or "@1" in key or key.endswith("_frac"):
             text = f"{100.0 * value:6.2f} %"
         elif (
             key.endswith("_n")

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from neurogshn.data.logic import SceneFacts, truth_matrix
+from neurogshn.data.logic import FALSE_REASONS, SceneFacts, truth_matrix, why_false
 from neurogshn.errors import DataError
 from neurogshn.tasks.metrics import (
     HARD_NEGATIVE_KINDS,
@@ -194,7 +194,8 @@ def evaluate_retrieval(
             ``ambiguous_caption_frac``), and how often the first candidate is true of the
             query whoever owns it, ``i2t_true@1`` / ``t2i_true@1``
             (:func:`~neurogshn.tasks.metrics.top1_truth`; ``*_true@1_itc`` for the cosine
-            ranking when re-ranking).
+            ranking when re-ranking), and why the first candidate is false when it is,
+            ``i2t_false@1_binding`` … (:func:`top1_false_reasons`).
 
     The *blind control* ``relational_acc_blind`` … scores every triple with the chosen scorer
     against another image (the next one in order): a model that reads the image falls to
@@ -257,10 +258,12 @@ def evaluate_retrieval(
             out.update(itc)
             out["rerank_k"] = float(rerank)
         if scene_facts is not None:
-            truth = torch.from_numpy(truth_matrix(texts, [scene_facts[i] for i in ids]).T)
+            truth = torch.from_numpy(truth_matrix(texts, [scene_facts[i] for i in ids]).T)  # I×C
             out.update(retrieval_oracle(truth, owner_t))
-            out.update(top1_truth(i2t_sim, truth, "i2t"))
-            out.update(top1_truth(t2i_sim, truth, "t2i"))
+            scenes = [scene_facts[i] for i in ids]
+            for direction, ranking in (("i2t", i2t_sim), ("t2i", t2i_sim)):
+                out.update(top1_truth(ranking, truth, direction))
+                out.update(top1_false_reasons(ranking, truth, texts, scenes, direction))
             if rerank > 0:
                 out.update({f"{k}_itc": v for k, v in top1_truth(sim, truth).items()})
         out["images_without_captions"] = float(
@@ -318,6 +321,48 @@ def evaluate_retrieval(
     finally:
         model.train(was_training)
     return out
+
+
+def top1_false_reasons(
+    similarity: Tensor,
+    truth: Tensor,
+    texts: Sequence[str],
+    scenes: Sequence[SceneFacts],
+    direction: str,
+) -> dict[str, float]:
+    """Why a ranking's first candidate is false, as fractions of all queries.
+
+    For each query whose top-scored candidates include a false pair (the misses of
+    :func:`~neurogshn.tasks.metrics.top1_truth`), the first such candidate's reason
+    (:func:`~neurogshn.data.logic.why_false`: ``binding``, ``size``, ``object``, ``relation``
+    …) is counted; ``{direction}_true@1`` plus these fractions is 1.
+
+    Args:
+        similarity: image-by-caption scores (``I×C``).
+        truth: ``truth[i, c]``: caption ``c`` is true of image ``i`` (``I×C``).
+        texts: the ``C`` captions; scenes: the ``I`` images' facts.
+        direction: ``"i2t"`` (a query is an image) or ``"t2i"`` (a caption).
+
+    Returns:
+        ``{direction}_false@1_{reason}`` for every reason of
+        :data:`~neurogshn.data.logic.FALSE_REASONS`.
+    """
+    if direction not in ("i2t", "t2i"):
+        raise ValueError(f"direction must be 'i2t' or 't2i', got {direction!r}")
+    sim = similarity.float().cpu()
+    t = truth.bool().cpu()
+    if direction == "t2i":
+        sim, t = sim.T, t.T  # rows are the queries
+    top = sim == sim.max(dim=1, keepdim=True).values
+    counts = dict.fromkeys(FALSE_REASONS, 0)
+    for query in torch.nonzero((top & ~t).any(dim=1)).flatten().tolist():
+        candidate = int(torch.nonzero(top[query] & ~t[query])[0])
+        image, caption = (query, candidate) if direction == "i2t" else (candidate, query)
+        reason = why_false(texts[caption], scenes[image])
+        if reason is None:
+            raise ValueError(f"truth says false but the logic finds {texts[caption]!r} true")
+        counts[reason] += 1
+    return {f"{direction}_false@1_{r}": n / sim.shape[0] for r, n in counts.items()}
 
 
 #: weight w of the ITC logit in the fused match score ``ITM + w · τ⁻¹ · cos`` (re-ranking and

@@ -73,3 +73,31 @@ def test_captions_not_in_the_language() -> None:
     assert problem is not None and "a man rides" in problem
     with pytest.raises(StatementError, match="a man rides"):
         truth_matrix(["a man rides a horse"], [])
+
+
+def test_why_false_by_hand() -> None:
+    from neurogshn.data.logic import FALSE_REASONS, SceneFacts, SceneObject, why_false
+
+    red_circle = SceneObject(1, "circle", "red", "small", 0.2, 0.5)
+    blue_square = SceneObject(2, "square", "blue", "large", 0.8, 0.5)
+    scene = SceneFacts((red_circle, blue_square))
+    cases = {
+        "the red circle is left of the blue square.": None,
+        "the blue circle is left of the red square.": "binding",
+        "there is a blue circle.": "binding",
+        "the large red circle is left of the blue square.": "size",
+        "the green circle is left of the blue square.": "object",
+        "there is no red circle.": "object",
+        "the blue square is left of the red circle.": "relation",
+        "the red circle is above the blue square.": "relation",
+        "there are three objects.": "count",
+        "the red circle is blue.": "attribute",
+        "there is sky in the background.": "stuff",
+        "the red circle is left of the blue square, and there are five objects.": "count",
+    }
+    for text, reason in cases.items():
+        assert why_false(text, scene) == reason, text
+        assert reason is None or reason in FALSE_REASONS
+    two = SceneFacts((red_circle, blue_square, SceneObject(3, "circle", "red", "small", 0.1, 0.1)))
+    assert why_false("the red circle is left of the blue square.", two) == "not_unique"
+    assert why_false("a red circle is left of the blue square.", two) is None

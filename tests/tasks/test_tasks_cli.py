@@ -89,6 +89,9 @@ def test_evaluate_retrieval_cli(scenes_root, tiny_checkpoint, tmp_path, capsys):
         assert m[f"{d}_R@1"] <= m[f"{d}_true@1"] <= 1.0
         assert m[f"{d}_R@1_itc"] <= m[f"{d}_true@1_itc"] <= 1.0
     assert "i2t_true@1" in text and any("*_oracle" in n for n in res["notes"])
+    for d in ("i2t", "t2i"):  # every miss of true@1 has one reason
+        reasons = [v for k, v in m.items() if k.startswith(f"{d}_false@1_")]
+        assert len(reasons) >= 8 and m[f"{d}_true@1"] + sum(reasons) == pytest.approx(1.0)
     # the same as calling the library directly
     from neurogshn.data.coco import CocoPanopticDataset
     from neurogshn.data.facts import load_scene_facts

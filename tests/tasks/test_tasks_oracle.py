@@ -145,3 +145,35 @@ def test_evaluate_notes_why_there_is_no_oracle(scenes_root, tmp_path):
     coco = CocoPanopticDataset(root, "test")
     assert _scene_facts(coco, graphs, None, notes) is None
     assert "no color/size attributes" in notes[-1]
+
+
+def test_top1_false_reasons_by_hand():
+    from neurogshn.data.logic import FALSE_REASONS, SceneFacts, SceneObject, truth_matrix
+    from neurogshn.tasks.retrieval import top1_false_reasons
+
+    def scene(left: str, right: str) -> SceneFacts:
+        return SceneFacts(
+            (
+                SceneObject(1, "circle", left, "small", 0.2, 0.5),
+                SceneObject(2, "square", right, "small", 0.8, 0.5),
+            )
+        )
+
+    scenes = [scene("red", "blue"), scene("blue", "red")]
+    texts = [
+        "the red circle is left of the blue square.",
+        "the blue circle is left of the red square.",
+    ]
+    truth = torch.from_numpy(truth_matrix(texts, scenes).T)
+    assert truth.tolist() == [[True, False], [False, True]]
+    sim = torch.tensor(
+        [[0.1, 0.7], [0.2, 0.8]]
+    )  # both images prefer caption 1, both captions image 1
+    i2t = top1_false_reasons(sim, truth, texts, scenes, "i2t")
+    assert set(i2t) == {f"i2t_false@1_{r}" for r in FALSE_REASONS}
+    assert i2t["i2t_false@1_binding"] == 0.5 and sum(i2t.values()) == 0.5
+    t2i = top1_false_reasons(sim, truth, texts, scenes, "t2i")  # caption 0 -> image 1: binding
+    assert t2i["t2i_false@1_binding"] == 0.5 and sum(t2i.values()) == 0.5
+    assert top1_truth(sim, truth)["t2i_true@1"] + sum(t2i.values()) == 1.0
+    with pytest.raises(ValueError, match="direction"):
+        top1_false_reasons(sim, truth, texts, scenes, "both")
