@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch_geometric.data import Batch
 
@@ -42,7 +40,6 @@ def _retrieval_r1(model: GSHN, graphs: Batch, captions: list[str]) -> tuple[floa
 
 def test_fit_sixteen_scenes_to_r1(tiny_overrides, graph_factory):
     torch.manual_seed(0)
-    start = time.perf_counter()
     captions, twins = _captions()
     assert len(set(captions)) == 16
     graphs = Batch.from_data_list([graph_factory(3 + i % 4, seed=100 + i) for i in range(16)])
@@ -60,4 +57,3 @@ def test_fit_sixteen_scenes_to_r1(tiny_overrides, graph_factory):
     after = _retrieval_r1(model, graphs, captions)
     assert before[0] < 0.5 and before[1] < 0.5
     assert after == (1.0, 1.0), (before, after, float(out["loss"]))
-    assert time.perf_counter() - start < 120
