@@ -224,6 +224,14 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def variant_colors(n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` bar colours, all different up to 20 variants (tab10, then tab20)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(j % cmap.N) for j in range(n)]
+
+
 def bar_chart(results: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path) -> Path:
     """Grouped bars (one group per metric, one bar per variant) with seed-std error bars."""
     import matplotlib
@@ -238,7 +246,7 @@ def bar_chart(results: Mapping[str, Sequence[Mapping[str, float]]], path: str | 
     fig, ax = plt.subplots(
         figsize=(min(14.0, 4.0 + 0.9 * len(METRICS) + 0.25 * n * len(METRICS) / 2), 4.8)
     )
-    cmap = plt.get_cmap("tab10")
+    colors = variant_colors(n)
     for j, variant in enumerate(variants):
         means = [100 * agg[variant][k]["mean"] for k, _ in METRICS]
         stds = [100 * agg[variant][k]["std"] for k, _ in METRICS]
@@ -250,7 +258,7 @@ def bar_chart(results: Mapping[str, Sequence[Mapping[str, float]]], path: str | 
             yerr=stds,
             capsize=2,
             label=variant,
-            color=cmap(j % 10),
+            color=colors[j],
             edgecolor="black",
             linewidth=0.3,
         )

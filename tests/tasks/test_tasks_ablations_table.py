@@ -56,6 +56,11 @@ def test_table_says_where_a_claim_fails(tmp_path):
     assert png.is_file() and png.stat().st_size > 5000
 
 
+def test_every_variant_gets_its_own_colour():
+    for n in (2, 10, 11, len(abl.VARIANTS), 20):
+        assert len(set(abl.variant_colors(n))) == n, n
+
+
 def test_missing_metric_is_shown_not_invented():
     results = {"full": [_run(0.8)], "no_stl": [_run(0.7, vqa_acc=float("nan"))]}
     text = abl.markdown_table(results)
