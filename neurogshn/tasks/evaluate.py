@@ -84,16 +84,17 @@ def graph_getter(graphs: Any) -> tuple[Any, Any]:
 def _scene_facts(coco: Any, graphs: Any, max_images: int | None, notes: list[str]) -> Any:
     """The facts of the images retrieval will evaluate, or ``None`` (with a note) when the
     data set is not in the benchmark's vocabulary."""
-    from neurogshn.data.facts import load_scene_facts, scene_facts_problem, statement_problem
+    from neurogshn.data.facts import load_scene_facts, statement_problem
 
     ids = [int(i) for i in graphs.image_ids if coco.captions.get(int(i))][:max_images]
-    problem = scene_facts_problem(coco, ids) or statement_problem(
-        c for i in ids for c in coco.captions[i]
-    )
-    if problem is not None:
-        notes.append(f"caption oracle omitted: {problem}")
-        return None
-    return load_scene_facts(coco, ids)
+    problem = statement_problem(c for i in ids for c in coco.captions[i])
+    if problem is None:
+        try:
+            return load_scene_facts(coco, ids)  # checks the vocabulary first (JSON only)
+        except DataError as exc:
+            problem = exc.problem
+    notes.append(f"caption oracle omitted: {problem}")
+    return None
 
 
 #: candidates per query that ``evaluate --task retrieval`` re-ranks with the ITM head

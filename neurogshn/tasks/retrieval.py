@@ -258,9 +258,9 @@ def evaluate_retrieval(
             out.update(itc)
             out["rerank_k"] = float(rerank)
         if scene_facts is not None:
-            truth = torch.from_numpy(truth_matrix(texts, [scene_facts[i] for i in ids]).T)  # I×C
-            out.update(retrieval_oracle(truth, owner_t))
             scenes = [scene_facts[i] for i in ids]
+            truth = torch.from_numpy(truth_matrix(texts, scenes).T)  # I×C
+            out.update(retrieval_oracle(truth, owner_t))
             for direction, ranking in (("i2t", i2t_sim), ("t2i", t2i_sim)):
                 out.update(top1_truth(ranking, truth, direction))
                 out.update(top1_false_reasons(ranking, truth, texts, scenes, direction))
