@@ -51,10 +51,10 @@ from neurogshn.data.logic import SceneFacts, truth_matrix  # noqa: E402
 from neurogshn.tasks.metrics import retrieval_oracle  # noqa: E402
 
 _FACTS: list[SceneFacts] = []
-_TEXTS: dict[str, int] = {}
+_TEXTS: dict[str, list[int]] = {}
 
 
-def _init(facts: list[SceneFacts], texts: dict[str, int]) -> None:
+def _init(facts: list[SceneFacts], texts: dict[str, list[int]]) -> None:
     global _FACTS, _TEXTS
     _FACTS, _TEXTS = facts, texts
 
@@ -70,8 +70,7 @@ def _sample_counts(job: tuple[int, int, int]) -> tuple[int, list[tuple[int, list
         for s in range(chunk * per, (chunk + 1) * per):
             rng = np.random.default_rng([seed, j, s])
             for spec in make_captions(_FACTS[j], rng, 5):
-                c = _TEXTS.get(spec.render())
-                if c is not None:
+                for c in _TEXTS.get(spec.render(), ()):  # every pool caption with this text
                     counts[c] += 1
         for c, n in counts.items():
             rows.setdefault(c, [0] * chunks)[chunk] = n
@@ -125,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"one image (mean {oracle['images_per_caption']:.2f})",
         flush=True,
     )
-    index = {t: c for c, t in enumerate(texts)}
+    index: dict[str, list[int]] = {}
+    for c, t in enumerate(texts):
+        index.setdefault(t, []).append(c)
     counts = np.zeros((4, len(texts), len(ids)))
     jobs = [(j, args.samples, args.seed) for j in range(len(ids))]
     from tqdm.auto import tqdm

@@ -44,3 +44,22 @@ def test_script_end_to_end(scenes_root, tmp_path, capsys):
     assert set(res["bayes_at_8_samples"]) == {"i2t_R@1_bayes", "t2i_R@1_bayes"}
     assert "bayes_at_2_samples" in res and "bayes_at_4_samples" in res
     assert "perfect reader, random order" in capsys.readouterr().out
+
+
+def test_shared_caption_text_is_counted_for_every_copy():
+    """Two pool captions with the same text (two images described alike) both get counts."""
+    from neurogshn.data.captions import make_captions
+    from neurogshn.data.logic import SceneFacts, SceneObject
+
+    facts = SceneFacts(
+        (
+            SceneObject(1, "circle", "red", "small", 0.2, 0.5),
+            SceneObject(2, "square", "blue", "large", 0.8, 0.5),
+        )
+    )
+    texts = {s.render() for s in make_captions(facts, np.random.default_rng(0), 5)}
+    ceiling._init([facts], {t: [2 * k, 2 * k + 1] for k, t in enumerate(sorted(texts))})
+    _, rows = ceiling._sample_counts((0, 8, 7))
+    counts = dict(rows)
+    assert counts and all(v[-1] > 0 for v in counts.values())
+    assert all(counts.get(2 * k) == counts.get(2 * k + 1) for k in range(len(texts)))
