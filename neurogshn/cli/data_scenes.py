@@ -8,6 +8,7 @@ from pathlib import Path
 
 def register(actions: argparse._SubParsersAction) -> None:
     """Add the ``scenes`` action to ``neurogshn data``."""
+    from neurogshn.data.scenes import DEFAULT_NLVR2_TRAIN_PAIRS
     from neurogshn.data.vocabulary import SHAPES, STUFF
 
     parser = actions.add_parser(
@@ -33,6 +34,16 @@ def register(actions: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--image-size", type=int, default=128, help="image side in pixels (default 128, >= 32)"
     )
+    parser.add_argument(
+        "--nlvr2-pairs",
+        type=int,
+        default=DEFAULT_NLVR2_TRAIN_PAIRS,
+        metavar="N",
+        help=(
+            "NLVR2-style pairs per training image, each with another random right image "
+            f"(default {DEFAULT_NLVR2_TRAIN_PAIRS}; val and test: one per image)"
+        ),
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -51,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         splits=splits,
         image_size=args.image_size,
         progress=not args.no_progress,
+        nlvr2_train_pairs=args.nlvr2_pairs,
     )
     dt = time.perf_counter() - t0
     n = sum(splits.values())

@@ -59,6 +59,9 @@ MIN_VISIBLE: float = 0.7
 SPLIT_ID_BASE: dict[str, int] = {"train": 0, "val": 1_000_000, "test": 2_000_000}
 DEFAULT_SPLITS: dict[str, int] = {"train": 2000, "val": 200, "test": 1000}
 BENCHMARK_VERSION = 1
+#: NLVR2-style pairs per training image (val and test keep one per image). One pair per image
+#: let a task head memorise its 2,000 pairs instead of the quantifiers (docs/results.md).
+DEFAULT_NLVR2_TRAIN_PAIRS = 5
 
 
 @dataclass
@@ -321,8 +324,12 @@ def generate_split(
     seed: int = 0,
     image_size: int = 128,
     progress: bool = True,
+    nlvr2_pairs_per_image: int = 1,
 ) -> dict[int, Scene]:
     """Write one split (images, panoptic PNGs and JSON, captions, hard negatives, tasks).
+
+    ``nlvr2_pairs_per_image``: NLVR2-style pairs with each image on the left
+    (:func:`neurogshn.data.taskgen.make_nlvr2`).
 
     Returns:
         ``{image_id: Scene}`` of the split (its images are not kept in memory twice).
@@ -383,7 +390,9 @@ def generate_split(
     write_json_atomic(
         ann_dir / f"hard_negatives_{split}.json", {"version": 1, "items": neg_items}, indent=None
     )
-    write_task_files(root, split, {k: v.facts for k, v in scenes.items()}, seed)
+    write_task_files(
+        root, split, {k: v.facts for k, v in scenes.items()}, seed, nlvr2_pairs_per_image
+    )
     return scenes
 
 
@@ -393,15 +402,18 @@ def generate_scenes(
     splits: Mapping[str, int] | None = None,
     image_size: int = 128,
     progress: bool = True,
+    nlvr2_train_pairs: int = DEFAULT_NLVR2_TRAIN_PAIRS,
 ) -> Path:
     """Generate the relational-scenes benchmark into ``out_dir``.
 
     Args:
         out_dir: data set root (created).
-        seed: the benchmark seed; same seed and sizes → byte-identical files.
+        seed: the benchmark seed; same seed, sizes and pair count → byte-identical files.
         splits: ``{split: number of images}`` (default :data:`DEFAULT_SPLITS`).
         image_size: image side in pixels.
         progress: show a tqdm bar per split.
+        nlvr2_train_pairs: NLVR2-style pairs per image of the ``train`` split (other splits:
+            one). The first pair of each image does not depend on it.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -414,6 +426,8 @@ def generate_scenes(
             raise ConfigError(f"split {name!r}: at most 999,999 images, got {n}")
     if image_size < 32:
         raise ConfigError(f"image_size must be at least 32 pixels, got {image_size}")
+    if int(nlvr2_train_pairs) < 1:
+        raise ConfigError(f"nlvr2_train_pairs must be >= 1, got {nlvr2_train_pairs}")
     root = Path(out_dir)
     manifest = {
         "benchmark": "neurogshn relational scenes",
@@ -421,13 +435,20 @@ def generate_scenes(
         "seed": int(seed),
         "image_size": int(image_size),
         "splits": {k: int(v) for k, v in splits.items()},
+        "nlvr2_train_pairs_per_image": int(nlvr2_train_pairs),
     }
 
     def write(target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         for name, n in splits.items():
             generate_split(
-                target, name, int(n), seed=seed, image_size=image_size, progress=progress
+                target,
+                name,
+                int(n),
+                seed=seed,
+                image_size=image_size,
+                progress=progress,
+                nlvr2_pairs_per_image=int(nlvr2_train_pairs) if name == "train" else 1,
             )
         write_json_atomic(target / "annotations" / "scenes.json", manifest)
 

@@ -46,6 +46,7 @@ from neurogshn.data.vocabulary import (
     STUFF,
     vqa_answers,
 )
+from neurogshn.errors import ConfigError
 from neurogshn.utils.io import write_json_atomic
 
 VQA_TYPES: tuple[str, ...] = ("color", "shape", "count", "relation", "existence")
@@ -341,39 +342,54 @@ def _pair_candidate(left: SceneFacts, right: SceneFacts, rng: np.random.Generato
     return f"{q}, {_inner_statement(left, right, rng)}."
 
 
-def make_nlvr2(facts: Mapping[int, SceneFacts], rng: np.random.Generator) -> dict[str, Any]:
-    """One pair per image (the image on the left, a random other image of the split on the
-    right); the truth value drawn rarest-first so that true/false stay balanced."""
+def make_nlvr2(
+    facts: Mapping[int, SceneFacts], rng: np.random.Generator, pairs_per_image: int = 1
+) -> dict[str, Any]:
+    """``pairs_per_image`` pairs per image (the image on the left, a random other image of the
+    split on the right, no (left, right) pair twice when the split allows it); the truth value
+    drawn rarest-first so that true/false stay balanced.
+
+    Pairs are made in rounds of one per image; the first round is what ``pairs_per_image=1``
+    gives, so more pairs extend a task file without changing its first items.
+    """
+    if int(pairs_per_image) < 1:
+        raise ConfigError(f"pairs_per_image must be >= 1, got {pairs_per_image}")
     ids = sorted(facts)
     items = []
     counts: Counter = Counter()
     if len(ids) < 2:
         return {"items": items}
-    for i, left_id in enumerate(ids):
-        j = int(rng.integers(len(ids) - 1))
-        right_id = ids[j if j < i else j + 1]
-        left, right = facts[left_id], facts[right_id]
-        made = None
-        for want in _rarest(counts, ("true", "false"), rng):
+    seen: set[tuple[int, int]] = set()
+    for _ in range(int(pairs_per_image)):
+        for i, left_id in enumerate(ids):
             for _ in range(_MAX_TRIES):
-                st = _pair_candidate(left, right, rng)
-                if evaluate_pair(st, left, right) == (want == "true"):
-                    made = (st, want == "true")
+                j = int(rng.integers(len(ids) - 1))
+                right_id = ids[j if j < i else j + 1]
+                if (left_id, right_id) not in seen:
                     break
-            if made:
-                break
-        if made is None:
-            continue
-        counts["true" if made[1] else "false"] += 1
-        items.append(
-            {
-                "id": len(items),
-                "left_image_id": int(left_id),
-                "right_image_id": int(right_id),
-                "statement": made[0],
-                "label": made[1],
-            }
-        )
+            seen.add((left_id, right_id))
+            left, right = facts[left_id], facts[right_id]
+            made = None
+            for want in _rarest(counts, ("true", "false"), rng):
+                for _ in range(_MAX_TRIES):
+                    st = _pair_candidate(left, right, rng)
+                    if evaluate_pair(st, left, right) == (want == "true"):
+                        made = (st, want == "true")
+                        break
+                if made:
+                    break
+            if made is None:
+                continue
+            counts["true" if made[1] else "false"] += 1
+            items.append(
+                {
+                    "id": len(items),
+                    "left_image_id": int(left_id),
+                    "right_image_id": int(right_id),
+                    "statement": made[0],
+                    "label": made[1],
+                }
+            )
     return {"items": items}
 
 
@@ -385,14 +401,22 @@ TASK_MAKERS: dict[str, Callable[[Mapping[int, SceneFacts], np.random.Generator],
 
 
 def write_task_files(
-    root: str | os.PathLike[str], split: str, facts: Mapping[int, SceneFacts], seed: int
+    root: str | os.PathLike[str],
+    split: str,
+    facts: Mapping[int, SceneFacts],
+    seed: int,
+    nlvr2_pairs_per_image: int = 1,
 ) -> dict[str, Path]:
-    """Write ``annotations/{vqa,ve,nlvr2}_{split}.json`` for the scenes ``facts``."""
+    """Write ``annotations/{vqa,ve,nlvr2}_{split}.json`` for the scenes ``facts``
+    (``nlvr2_pairs_per_image``: :func:`make_nlvr2`'s ``pairs_per_image``)."""
     from neurogshn.data.scenes import split_rng
 
     out = {}
     for k, (name, maker) in enumerate(TASK_MAKERS.items()):
-        data = maker(facts, split_rng(seed, split, k))
+        rng = split_rng(seed, split, k)
+        data = (
+            make_nlvr2(facts, rng, nlvr2_pairs_per_image) if name == "nlvr2" else maker(facts, rng)
+        )
         path = Path(root) / "annotations" / f"{name}_{split}.json"
         write_json_atomic(path, data, indent=None)
         out[name] = path

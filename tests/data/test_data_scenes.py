@@ -22,7 +22,12 @@ from neurogshn.data.logic import (
     evaluate_pair,
     parse_statement,
 )
-from neurogshn.data.scenes import generate_scenes, make_scene, render_scene
+from neurogshn.data.scenes import (
+    DEFAULT_NLVR2_TRAIN_PAIRS,
+    generate_scenes,
+    make_scene,
+    render_scene,
+)
 from neurogshn.data.vocabulary import COLOR_RGB, COLORS, SHAPES, SIZES, STUFF, vqa_answers
 from neurogshn.errors import ConfigError
 
@@ -273,11 +278,51 @@ def test_nlvr2_labels_by_logic_and_balanced(scenes_root: Path, facts) -> None:
     for split in SPLITS:
         data = json.loads((scenes_root / "annotations" / f"nlvr2_{split}.json").read_text())
         c = Counter(it["label"] for it in data["items"])
-        assert abs(c[True] - c[False]) <= 1 and len(data["items"]) == len(facts[split])
+        pairs = DEFAULT_NLVR2_TRAIN_PAIRS if split == "train" else 1
+        assert abs(c[True] - c[False]) <= 1 and len(data["items"]) == pairs * len(facts[split])
+        assert set(Counter(it["left_image_id"] for it in data["items"]).values()) == {pairs}
+        assert len({(it["left_image_id"], it["right_image_id"]) for it in data["items"]}) == len(
+            data["items"]
+        )
         for it in data["items"]:
             assert it["left_image_id"] != it["right_image_id"]
             left, right = facts[split][it["left_image_id"]], facts[split][it["right_image_id"]]
             assert evaluate_pair(it["statement"], left, right) == it["label"], it
+
+
+def test_nlvr2_pair_rounds_extend_the_one_pair_file(facts) -> None:
+    """More pairs per image append rounds; the first round is the one-pair file, so val/test
+    and old task files keep their items."""
+    from neurogshn.data.scenes import split_rng
+    from neurogshn.data.taskgen import make_nlvr2
+
+    one = make_nlvr2(facts["val"], split_rng(0, "val", 2))["items"]
+    three = make_nlvr2(facts["val"], split_rng(0, "val", 2), pairs_per_image=3)["items"]
+    assert three[: len(one)] == one and len(three) == 3 * len(one) == 24
+    assert [it["id"] for it in three] == list(range(24))
+    # 8 images: 7 possible right images each, so 3 rounds never repeat a pair
+    assert len({(it["left_image_id"], it["right_image_id"]) for it in three}) == 24
+    c = Counter(it["label"] for it in three)
+    assert c[True] == c[False] == 12
+    with pytest.raises(ConfigError, match="pairs_per_image"):
+        make_nlvr2(facts["val"], split_rng(0, "val", 2), pairs_per_image=0)
+
+
+def test_nlvr2_train_pairs_option(tmp_path: Path) -> None:
+    root = generate_scenes(
+        tmp_path / "d",
+        splits={"train": 3, "val": 2},
+        image_size=40,
+        progress=False,
+        nlvr2_train_pairs=2,
+    )
+    ann = root / "annotations"
+    assert len(json.loads((ann / "nlvr2_train.json").read_text())["items"]) == 6
+    assert len(json.loads((ann / "nlvr2_val.json").read_text())["items"]) == 2
+    manifest = json.loads((ann / "scenes.json").read_text())
+    assert manifest["nlvr2_train_pairs_per_image"] == 2
+    with pytest.raises(ConfigError, match="nlvr2_train_pairs"):
+        generate_scenes(tmp_path / "e", splits={"train": 2}, progress=False, nlvr2_train_pairs=0)
 
 
 def test_render_scene_rejects_heavy_occlusion() -> None:
