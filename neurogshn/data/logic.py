@@ -665,6 +665,28 @@ def parse_pair_statement(text: str) -> PairStatement:
     )
 
 
+#: Short names of the pair-statement forms (reporting groups of NLVR2 accuracy).
+PAIR_KINDS: dict[str, str] = {
+    "in both images": "both",
+    "in exactly one image": "exactly_one",
+    "in neither image": "neither",
+    "in the left image": "left",
+    "in the right image": "right",
+    "more": "compare",
+    "fewer": "compare",
+}
+
+
+def pair_statement_kind(text: str) -> str | None:
+    """The form of a pair statement (:data:`PAIR_KINDS`: ``both``, ``exactly_one``,
+    ``neither``, ``left``, ``right``, ``compare``), or ``None`` when it is not in the
+    benchmark's grammar (e.g. a real NLVR2 sentence)."""
+    try:
+        return PAIR_KINDS[parse_pair_statement(text).quantifier]
+    except StatementError:
+        return None
+
+
 def evaluate_pair(statement: str | PairStatement, left: SceneFacts, right: SceneFacts) -> bool:
     """Truth of a pair statement on the (left, right) scenes."""
     st = parse_pair_statement(statement) if isinstance(statement, str) else statement

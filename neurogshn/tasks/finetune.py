@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from neurogshn.data.logic import pair_statement_kind
 from neurogshn.errors import CheckpointError, ConfigError, DataError
 from neurogshn.tasks.finetune_state import (
     HEAD_WEIGHTS_FILE,
@@ -82,7 +83,8 @@ class TaskExample:
         image_ids: the image(s) (two for NLVR2: left, right).
         text: question or statement.
         label: index into the task's label vocabulary.
-        group: reporting group (VQA question type; ``None`` otherwise).
+        group: reporting group (VQA question type; NLVR2 statement form,
+            :func:`neurogshn.data.logic.pair_statement_kind`; ``None`` otherwise).
         answer: the reference answer / label as text (kept for answers outside the head's
             vocabulary, whose ``label`` is ``-1``: they always count as wrong).
     """
@@ -247,7 +249,7 @@ def load_task_examples(
                 continue
             answer, text = str(item["label"]), item["statement"]
             images = (item["left_image_id"], item["right_image_id"])
-            group, ident = None, item["id"]
+            group, ident = pair_statement_kind(str(text)), item["id"]
         if answer not in index and labels is None:
             bad(f"item {n}: answer {answer!r} is not in the label vocabulary")
             continue
@@ -328,7 +330,9 @@ def task_metrics(
     if task == "ve":
         return ve_accuracy(pred, true)
     if task == "nlvr2":
-        return nlvr2_accuracy([p == "True" for p in pred], [t == "True" for t in true])
+        return nlvr2_accuracy(
+            [p == "True" for p in pred], [t == "True" for t in true], [e.group for e in examples]
+        )
     raise ValueError(f"unknown task {task!r}")
 
 

@@ -28,6 +28,7 @@ true caption and its negative counts as wrong (chance is 50%).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -413,11 +414,35 @@ def ve_accuracy(
 def nlvr2_accuracy(
     predictions: Sequence[bool] | Tensor | np.ndarray,
     labels: Sequence[bool] | Tensor | np.ndarray,
+    kinds: Sequence[str | None] | None = None,
 ) -> dict[str, float]:
-    """NLVR2 accuracy (``nlvr2_acc``) and per true label (``nlvr2_acc_True``/``_False``)."""
+    """NLVR2 accuracy (``nlvr2_acc``), per true label (``nlvr2_acc_True``/``_False``) and,
+    with ``kinds``, per statement form (``nlvr2_acc_both``, ``nlvr2_acc_compare`` …; examples
+    whose kind is ``None`` count only overall).
+
+    With ``kinds`` also ``nlvr2_form_prior_acc``: the accuracy of answering each statement
+    form's majority label of these very examples (on the examples with a kind). No model that
+    reads only the statement's form does better; a model near it does not read the images.
+    """
     pred = [bool(p) for p in _as_list(predictions)]
     tgt = [bool(t) for t in _as_list(labels)]
-    return grouped_accuracy(pred, tgt, tgt, "nlvr2")
+    out = grouped_accuracy(pred, tgt, tgt, "nlvr2")
+    if kinds is not None:
+        kinds = _as_list(kinds)
+        if len(kinds) != len(tgt):
+            raise ValueError(f"{len(kinds)} statement kinds but {len(tgt)} labels")
+        keep = [i for i, k in enumerate(kinds) if k is not None]
+        if keep:
+            by_kind = grouped_accuracy(
+                [pred[i] for i in keep], [tgt[i] for i in keep], [kinds[i] for i in keep], "nlvr2"
+            )
+            out.update({k: v for k, v in by_kind.items() if k not in ("nlvr2_acc", "nlvr2_n")})
+            per_kind = Counter((kinds[i], tgt[i]) for i in keep)
+            majority = sum(
+                max(per_kind[(k, True)], per_kind[(k, False)]) for k in {kinds[i] for i in keep}
+            )
+            out["nlvr2_form_prior_acc"] = majority / len(keep)
+    return out
 
 
 def format_metrics_table(metrics: Mapping[str, float], title: str | None = None) -> str:

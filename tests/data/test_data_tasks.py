@@ -223,3 +223,17 @@ def test_pair_statements() -> None:
     assert not evaluate_pair("the left image has fewer objects than the right image.", a, b)
     with pytest.raises(StatementError):
         evaluate_pair("in most images, there is a red circle.", a, b)
+
+
+def test_pair_statement_kind() -> None:
+    from neurogshn.data.logic import pair_statement_kind
+
+    assert pair_statement_kind("in both images, there is a red circle.") == "both"
+    assert pair_statement_kind("in exactly one image, there are two squares.") == "exactly_one"
+    assert pair_statement_kind("in neither image, there is sand in the background.") == "neither"
+    assert pair_statement_kind("in the right image, there is one diamond.") == "right"
+    assert pair_statement_kind("the left image has fewer red objects than the right image.") == (
+        "compare"
+    )
+    # real NLVR2 sentences are outside the grammar: no group, no error
+    assert pair_statement_kind("One image shows exactly two dogs lying on grass.") is None

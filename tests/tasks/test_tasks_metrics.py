@@ -159,6 +159,24 @@ def test_vqa_ve_nlvr2():
     m = nlvr2_accuracy([True, False, True, True], [True, True, False, True])
     assert m["nlvr2_acc"] == 0.5
     assert m["nlvr2_acc_True"] == pytest.approx(2 / 3) and m["nlvr2_acc_False"] == 0.0
+    # per statement form; a statement outside the grammar (None) counts only overall
+    m = nlvr2_accuracy(
+        [True, False, True, True, False],
+        [True, True, False, True, False],
+        ["both", "both", "compare", None, "compare"],
+    )
+    assert m["nlvr2_acc"] == pytest.approx(3 / 5) and m["nlvr2_n"] == 5
+    assert m["nlvr2_acc_both"] == 0.5 and m["nlvr2_n_both"] == 2
+    assert m["nlvr2_acc_compare"] == 0.5 and m["nlvr2_n_compare"] == 2
+    assert m["nlvr2_acc_True"] == pytest.approx(2 / 3) and m["nlvr2_n_True"] == 3
+    assert "nlvr2_acc_None" not in m
+    # majority label per form on the 4 kinded examples: both (True, True), compare (False,
+    # False): answering by form alone gets all four
+    assert m["nlvr2_form_prior_acc"] == 1.0
+    m = nlvr2_accuracy([True] * 4, [True, True, False, False], ["left", "left", "left", "both"])
+    assert m["nlvr2_form_prior_acc"] == 0.75 and m["nlvr2_acc_left"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="statement kinds"):
+        nlvr2_accuracy([True], [True], ["both", "left"])
     with pytest.raises(ValueError):
         vqa_accuracy([1, 2], [1])
 
