@@ -46,7 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="examples per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="head learning rate")
     parser.add_argument(
-        "--backbone-lr", type=float, default=1e-4, help="backbone learning rate (0 freezes it)"
+        "--backbone-lr",
+        type=float,
+        default=None,
+        help="backbone learning rate (0 freezes it; default 1e-4 for vqa and ve, 2e-5 for "
+        "nlvr2, whose ITM evidence a faster rate erased)",
     )
     parser.add_argument("--max-train", type=int, default=None, help="use the first N examples")
     parser.add_argument("--seed", type=int, default=0, help="seed")

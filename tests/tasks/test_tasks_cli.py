@@ -224,6 +224,8 @@ def test_finetune_then_evaluate(task, scenes_root, tiny_checkpoint, tmp_path, ca
     }
     meta = _json(out / "task.json")
     assert meta["task"] == task and len(meta["history"]) == 1
+    # no --backbone-lr: the task's default (NLVR2's is lower: a faster rate erased the evidence)
+    assert meta["finetune"]["backbone_lr"] == {"vqa": 1e-4, "ve": 1e-4, "nlvr2": 2e-5}[task]
     # default head: soft counts, and the checkpoint's ITM evidence (it has an ITM head)
     assert meta["head"]["count_heads"] == 8 and meta["head"]["evidence_dim"] > 0
     res_path = tmp_path / "eval.json"
