@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -411,12 +412,10 @@ def write_task_files(
     (``nlvr2_pairs_per_image``: :func:`make_nlvr2`'s ``pairs_per_image``)."""
     from neurogshn.data.scenes import split_rng
 
+    makers = TASK_MAKERS | {"nlvr2": partial(make_nlvr2, pairs_per_image=nlvr2_pairs_per_image)}
     out = {}
-    for k, (name, maker) in enumerate(TASK_MAKERS.items()):
-        rng = split_rng(seed, split, k)
-        data = (
-            make_nlvr2(facts, rng, nlvr2_pairs_per_image) if name == "nlvr2" else maker(facts, rng)
-        )
+    for k, (name, maker) in enumerate(makers.items()):
+        data = maker(facts, split_rng(seed, split, k))
         path = Path(root) / "annotations" / f"{name}_{split}.json"
         write_json_atomic(path, data, indent=None)
         out[name] = path
