@@ -368,6 +368,8 @@ def top1_false_reasons(
 #: weight w of the ITC logit in the fused match score ``ITM + w · τ⁻¹ · cos`` (re-ranking and
 #: the ``fused`` hard-negative scorer); chosen on the validation split (docs/results.md)
 FUSED_ITC_WEIGHT = 0.5
+# re-ranked candidates are lifted by this offset above every cosine in [-1, 1]
+_CANDIDATE_OFFSET = 1e4
 
 
 @torch.no_grad()
@@ -431,13 +433,48 @@ def itm_rerank(
             )
     scores = scores + itc_weight * scale * sim[pairs[:, 0], pairs[:, 1]]
     # candidates above every non-candidate: ITC cosines lie in [-1, 1]
-    scores = scores.clamp(-1e3, 1e3) + 1e4
+    scores = scores.clamp(-1e3, 1e3) + _CANDIDATE_OFFSET
     reranked = sim.clone()
     reranked[pairs[:, 0], pairs[:, 1]] = scores
     i2t, t2i = sim.clone(), sim.clone()
     i2t[rows_i2t, cols_i2t] = reranked[rows_i2t, cols_i2t]
     t2i[rows_t2i, cols_t2i] = reranked[rows_t2i, cols_t2i]
     return i2t, t2i
+
+
+def refuse_candidates(
+    itm_ranked: Tensor,
+    similarity: Tensor,
+    k: int,
+    itc_weight: float,
+    itc_scale: float,
+    dim: int,
+) -> Tensor:
+    r"""Re-rank with fewer candidates or another ITC weight, without scoring pairs again.
+
+    ``itm_ranked`` is one direction's matrix from :func:`itm_rerank` called with
+    ``itc_weight=0`` and some ``k_max ≥ k`` (its candidates hold the ITM score plus an offset).
+    Returns the matrix :func:`itm_rerank` would return for ``k`` and ``itc_weight``: each
+    query's ``k`` best candidates by ``similarity`` scored
+    :math:`s_\text{ITM} + w \cdot \tau^{-1} \cos`, above all other items.
+
+    Args:
+        itm_ranked: ``I×C`` from ``itm_rerank(..., k_max, itc_weight=0)`` (one direction).
+        similarity: the ``I×C`` cosines that chose the candidates.
+        k: candidates per query, at most the ``k_max`` of ``itm_ranked``.
+        itc_weight: ``w``.
+        itc_scale: :math:`\tau^{-1}` (:func:`itc_logit_scale`).
+        dim: ``1`` for image→text (queries are rows), ``0`` for text→image.
+    """
+    sim = similarity.float().cpu()
+    candidates = sim.topk(min(k, sim.shape[dim]), dim=dim).indices
+    keep = torch.zeros_like(sim, dtype=torch.bool).scatter_(dim, candidates, True)
+    if bool((itm_ranked[keep] < _CANDIDATE_OFFSET / 2).any()):
+        raise ValueError(f"k={k} exceeds the candidates scored in itm_ranked")
+    out = sim.clone()
+    itm = itm_ranked[keep] - _CANDIDATE_OFFSET
+    out[keep] = (itm + itc_weight * itc_scale * sim[keep]).clamp(-1e3, 1e3) + _CANDIDATE_OFFSET
+    return out
 
 
 def itc_logit_scale(model: nn.Module) -> float:

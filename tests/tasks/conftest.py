@@ -74,3 +74,19 @@ class TinyBackbone(nn.Module):
 def tiny_backbone():
     torch.manual_seed(0)
     return TinyBackbone()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(scenes_root, tmp_path_factory) -> Path:
+    """An untrained gshn-tiny sized to the fixture's graphs (written like a pretraining run)."""
+    from neurogshn.graph.cache import load_graph_dataset
+    from neurogshn.model.gshn import GSHN
+
+    graphs = load_graph_dataset(scenes_root, "train", progress=False)
+    torch.manual_seed(0)
+    model = GSHN.from_config_name(
+        "gshn-tiny", node_features=graphs.feature_dim, edge_features=graphs.edge_dim
+    )
+    out = tmp_path_factory.mktemp("ckpt") / "final"
+    model.save_pretrained(out)
+    return out

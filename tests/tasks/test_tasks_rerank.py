@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from neurogshn.tasks.retrieval import evaluate_retrieval, itm_rerank
+from neurogshn.tasks.retrieval import evaluate_retrieval, itm_rerank, refuse_candidates
 
 OFFSET = 1e4  # what itm_rerank adds to its candidates
 
@@ -76,6 +76,24 @@ def test_itm_rerank_by_hand():
     assert model.pairs_scored == 8
     # image 0's best caption by ITC (c0) drops below c2 once re-ranked
     assert int(i2t[0].argmax()) == 2 and int(sim[0].argmax()) == 0
+
+
+def test_refuse_candidates_equals_a_direct_rerank():
+    """Scoring the 4 best candidates once with w = 0 and re-fusing for (k, w) gives exactly
+    what itm_rerank computes for (k, w); a k above the scored candidates is refused."""
+    gen = torch.Generator().manual_seed(0)
+    texts = [f"c{j}" for j in range(6)]
+    sim = torch.rand(5, 6, generator=gen) * 2 - 1
+    itm = {(i, t): float(torch.randn(1, generator=gen)) for i in range(5) for t in texts}
+    model = _TableModel(itm)
+    i2t4, t2i4 = itm_rerank(model, _graphs(5), texts, sim, k=4, batch_size=2, itc_weight=0.0)
+    for k in (1, 2, 4):
+        for w in (0.0, 0.5, 2.0):
+            i2t, t2i = itm_rerank(model, _graphs(5), texts, sim, k=k, batch_size=2, itc_weight=w)
+            torch.testing.assert_close(refuse_candidates(i2t4, sim, k, w, 2.0, dim=1), i2t)
+            torch.testing.assert_close(refuse_candidates(t2i4, sim, k, w, 2.0, dim=0), t2i)
+    with pytest.raises(ValueError, match="k=5 exceeds"):
+        refuse_candidates(i2t4, sim, 5, 0.5, 2.0, dim=1)
 
 
 def test_rerank_changes_no_recall_above_k(tiny_model, make_batch):

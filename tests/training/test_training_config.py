@@ -91,3 +91,18 @@ def test_shipped_configs_load_and_default_matches_code() -> None:
     )
     tiny = TrainConfig.from_json(CONFIGS / "tiny.json")
     assert tiny.schedule.batch_size <= 16
+
+
+def test_10k_config_only_adds_training_images() -> None:
+    """configs/pretrain_10k.json is the default recipe on 5x the training images: same test
+    split (sizes, seed, image size), same model, losses, optimiser and epochs."""
+    default = TrainConfig()
+    large = TrainConfig.from_json(CONFIGS / "pretrain_10k.json")
+    assert default.diff(large) == [
+        "checkpoint.every_steps",
+        "checkpoint.out_dir",
+        "data.generate.train",
+        "data.root",
+    ]
+    assert large.data.generate.train == 5 * default.data.generate.train
+    assert large.data.root != default.data.root  # never mixed with the default data set

@@ -1,0 +1,36 @@
+"""`benchmarks/rerank_sweep.py`: its table equals what `evaluate_retrieval` re-ranks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from neurogshn.data.coco import CocoPanopticDataset
+from neurogshn.graph.cache import load_graph_dataset
+from neurogshn.model.gshn import GSHN
+from neurogshn.tasks.retrieval import evaluate_retrieval
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "rerank_sweep.py"
+_spec = importlib.util.spec_from_file_location("neurogshn_bench_rerank_sweep", _PATH)
+rerank_sweep = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rerank_sweep)
+
+
+def test_sweep_matches_evaluate_for_every_k(scenes_root, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    argv = ["--checkpoint", str(tiny_checkpoint), "--data", str(scenes_root), "--split", "test"]
+    argv += ["--max-k", "6", "--weights", "0,0.5", "--threads", "1", "--json", str(out)]
+    assert rerank_sweep.main(argv) == 0
+    table = json.loads(out.read_text())
+    assert set(table) == {f"K={k},w={w}" for k in (4, 6) for w in ("0", "0.5")}
+    model = GSHN.from_pretrained(tiny_checkpoint)
+    graphs = load_graph_dataset(scenes_root, "test", progress=False)
+    coco = CocoPanopticDataset(scenes_root, "test")
+    for k in (4, 6):
+        direct = evaluate_retrieval(model, graphs, coco, rerank=k)  # w = 0.5
+        for key in ("i2t_R@1", "t2i_R@1"):
+            assert table[f"K={k},w=0.5"][key] == pytest.approx(direct[key]), (k, key)
+    assert "rows K, columns w" in capsys.readouterr().out
