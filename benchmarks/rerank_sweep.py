@@ -30,12 +30,12 @@ from neurogshn.tasks.evaluate import load_graphs
 from neurogshn.tasks.finetune import GraphSpec
 from neurogshn.tasks.metrics import retrieval_metrics
 from neurogshn.tasks.retrieval import (
-    _GraphsById,
     encode_graphs,
     encode_texts,
     itc_logit_scale,
     itm_rerank,
     refuse_candidates,
+    retrieval_pool,
 )
 
 DEFAULT_KS = (4, 8, 16, 24, 32, 48, 64)
@@ -51,14 +51,7 @@ def sweep(
     batch_size: int = 64,
 ) -> dict[str, dict[str, float]]:
     """``{"K=16,w=0.5": {"i2t_R@1": …, "t2i_R@1": …}, …}`` for every K in ``ks`` and w."""
-    ids = [int(i) for i in graphs.image_ids if coco.captions.get(int(i))]
-    by_id = _GraphsById(graphs, ids)
-    texts: list[str] = []
-    owner: list[int] = []
-    for row, image_id in enumerate(ids):
-        for caption in coco.captions[image_id]:
-            texts.append(str(caption))
-            owner.append(row)
+    _, by_id, texts, owner = retrieval_pool(graphs, coco.captions)
     owner_t = torch.tensor(owner)
     model.eval()
     with torch.no_grad():

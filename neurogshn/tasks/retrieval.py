@@ -219,20 +219,10 @@ def evaluate_retrieval(
         model = model.to(resolve_device(device))
     captions: Mapping[int, Sequence[str]] = coco_dataset.captions
     graph_ids = [int(i) for i in _image_ids(graph_dataset)]
-    ids = [i for i in graph_ids if captions.get(i)]
-    if max_images is not None:
-        ids = ids[:max_images]
+    ids, graphs, texts, owner = retrieval_pool(graph_dataset, captions, max_images)
     root = getattr(coco_dataset, "root", "<captions>")
     if not ids:
         raise DataError(root, "no image of the split has both a graph and a caption")
-    graphs = _GraphsById(graph_dataset, ids)
-
-    texts: list[str] = []
-    owner: list[int] = []
-    for row, image_id in enumerate(ids):
-        for caption in captions[image_id]:
-            texts.append(str(caption))
-            owner.append(row)
 
     was_training = model.training
     model.eval()
@@ -550,6 +540,25 @@ def itm_pair_scores(
                     score = logits[:, 1] - logits[:, 0]
                 out[chunk] = score.float().cpu()
     return pos_out, neg_out
+
+
+def retrieval_pool(
+    graph_dataset: Any,
+    captions: Mapping[int, Sequence[str]],
+    max_images: int | None = None,
+) -> tuple[list[int], Sequence[Any], list[str], list[int]]:
+    """The retrieval pool: images that have a graph and a caption, and their captions.
+
+    Returns ``(ids, graphs, texts, owner)``: the image ids (graph-dataset order, the first
+    ``max_images``), their graphs in that order, every caption of those images, and the row of
+    ``ids`` each caption belongs to.
+    """
+    ids = [int(i) for i in _image_ids(graph_dataset) if captions.get(int(i))]
+    if max_images is not None:
+        ids = ids[:max_images]
+    texts = [str(c) for image_id in ids for c in captions[image_id]]
+    owner = [row for row, image_id in enumerate(ids) for _ in captions[image_id]]
+    return ids, _GraphsById(graph_dataset, ids), texts, owner
 
 
 def _image_ids(graph_dataset: Any) -> list[int]:
