@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-KINDS = ("relation_swap", "attribute_swap", "object_replace")
+from neurogshn.data.captions import HARD_NEGATIVE_KINDS as KINDS  # noqa: E402
 
 
 def pad(seqs: Sequence[Tensor], device: torch.device) -> tuple[Tensor, Tensor]:

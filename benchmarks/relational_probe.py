@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Batch
 
+from neurogshn.data.captions import HARD_NEGATIVE_KINDS as KINDS
+
 VARIANTS = {
     "default": {},
     "previous": dict(itm_layers=1, itm_node_position=False, itm_self_attention=False),
@@ -39,7 +41,6 @@ VARIANTS = {
     "no_position": dict(itm_node_position=False),
     "no_self_attention": dict(itm_self_attention=False),
 }
-KINDS = ("relation_swap", "attribute_swap", "object_replace")
 
 
 def load_items(root: Path, split: str) -> list[dict]:

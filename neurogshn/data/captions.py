@@ -10,7 +10,11 @@ negatives change one thing about the caption's first relation:
 - ``attribute_swap``: the colors (or, if the colors agree, the sizes) of the two objects are
   exchanged (ARO's VG-Attribution);
 - ``object_replace``: one object is replaced by a color+shape combination absent from the
-  scene.
+  scene;
+- ``size_flip``: one object is given the other size — a named size is flipped ("the small red
+  circle" → "the large red circle"), or, where the caption names neither size, the wrong size
+  is named. Attribute swaps exchange sizes only when both are named and differ, which is rare,
+  so without this kind nothing in the data asks a model to read sizes.
 
 Generation is template-based; *truth* is not: every caption is checked true and every
 negative false by :mod:`neurogshn.data.logic` from the scene's geometry. A negative that the
@@ -31,9 +35,15 @@ from neurogshn.data.logic import (
     evaluate,
     true_relations,
 )
-from neurogshn.data.vocabulary import COLORS, NUMBER_WORDS, SHAPES
+from neurogshn.data.vocabulary import COLORS, NUMBER_WORDS, SHAPES, SIZES
 
-HARD_NEGATIVE_KINDS: tuple[str, ...] = ("relation_swap", "attribute_swap", "object_replace")
+#: Hard-negative kinds, in the order of the ``hard_negatives_{split}.json`` fields.
+HARD_NEGATIVE_KINDS: tuple[str, ...] = (
+    "relation_swap",
+    "attribute_swap",
+    "object_replace",
+    "size_flip",
+)
 
 #: Caption templates. ``{A}``/``{B}`` are noun phrases (without determiner), ``{R}`` a
 #: relation; ``{C}``, ``{R2}``, ``{D}`` a second relation; ``{S}`` a stuff name; ``{N}`` the
@@ -154,6 +164,31 @@ def attribute_swaps(spec: CaptionSpec) -> list[CaptionSpec]:
     return out
 
 
+def size_flips(spec: CaptionSpec, scene: SceneFacts) -> list[CaptionSpec]:
+    """Candidates with one object of the first relation given the other size.
+
+    Objects whose size the caption names come first (the size is flipped); an object named
+    without a size gets the size it does not have. Needs no random draw, so adding this kind
+    leaves every other file of a generated data set unchanged.
+    """
+    named, unnamed = [], []
+    for slot in ("a", "b"):
+        phrase: NounPhrase = getattr(spec, slot)
+        if phrase.size:
+            size = phrase.size
+        else:
+            matches = scene.match(phrase)
+            if len(matches) != 1:
+                continue
+            size = matches[0].size
+        other = [s for s in SIZES if s != size]
+        if not other:
+            continue
+        cand = replace(spec, **{slot: replace(phrase, size=other[0])})
+        (named if phrase.size else unnamed).append(cand)
+    return named + unnamed
+
+
 def absent_phrase(
     scene: SceneFacts, rng: np.random.Generator, like: NounPhrase
 ) -> NounPhrase | None:
@@ -195,5 +230,10 @@ def hard_negatives(
         text = accept(cand)
         if text is not None:
             out["object_replace"] = text
+            break
+    for cand in size_flips(spec, scene):
+        text = accept(cand)
+        if text is not None:
+            out["size_flip"] = text
             break
     return out

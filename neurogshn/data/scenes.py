@@ -58,7 +58,8 @@ MIN_VISIBLE: float = 0.7
 #: Image-id offset per split (ids are unique across the splits of one data set).
 SPLIT_ID_BASE: dict[str, int] = {"train": 0, "val": 1_000_000, "test": 2_000_000}
 DEFAULT_SPLITS: dict[str, int] = {"train": 2000, "val": 200, "test": 1000}
-BENCHMARK_VERSION = 1
+#: 2: hard negatives gained ``size_flip`` (images, captions and other files as in version 1).
+BENCHMARK_VERSION = 2
 #: NLVR2-style pairs per training image (val and test keep one per image). One pair per image
 #: let a task head memorise its 2,000 pairs instead of the quantifiers (docs/results.md).
 DEFAULT_NLVR2_TRAIN_PAIRS = 5

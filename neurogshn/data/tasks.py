@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurogshn.data.captions import HARD_NEGATIVE_KINDS
 from neurogshn.data.coco import SkippedRecord, load_json
 from neurogshn.errors import DataError
 
 log = logging.getLogger(__name__)
 
 TASKS: tuple[str, ...] = ("vqa", "ve", "nlvr2")
-HARD_NEGATIVE_KINDS: tuple[str, ...] = ("relation_swap", "attribute_swap", "object_replace")
 VQA_TYPES: tuple[str, ...] = ("color", "shape", "count", "relation", "existence")
 
 
@@ -38,6 +38,7 @@ class HardNegativeItem:
     relation_swap: str | None
     attribute_swap: str | None
     object_replace: str | None
+    size_flip: str | None = None
 
     def negatives(self) -> dict[str, str]:
         """``{kind: text}`` of the non-null negatives."""
@@ -126,12 +127,22 @@ class _Reader:
                     self.path, f'missing or invalid "{key}" (expected a {typ.__name__})'
                 )
 
-    def fields(self, k: int, item: Any, spec: Mapping[str, Callable[[Any], Any]]) -> dict | None:
+    def fields(
+        self,
+        k: int,
+        item: Any,
+        spec: Mapping[str, Callable[[Any], Any]],
+        optional: Iterable[str] = (),
+    ) -> dict | None:
+        """Converted fields of item ``k``; an ``optional`` field may be absent (→ ``None``)."""
         if not isinstance(item, dict):
             self.bad(f"item {k}: expected an object, got {type(item).__name__}")
             return None
         out = {}
         for name, conv in spec.items():
+            if name not in item and name in optional:
+                out[name] = None
+                continue
             if name not in item:
                 self.bad(f"item {k}: missing field {name!r}")
                 return None
@@ -190,7 +201,8 @@ def load_hard_negatives(
     spec = {"image_id": _int, "caption_index": _int, "caption": _text}
     spec |= dict.fromkeys(HARD_NEGATIVE_KINDS, _opt_text)
     for k, item in enumerate(data["items"]):
-        f = r.fields(k, item, spec)
+        # files written before size_flip existed (benchmark version 1) have no such field
+        f = r.fields(k, item, spec, optional=("size_flip",))
         if f is not None and r.known(k, f["image_id"]):
             items.append(HardNegativeItem(**f))
     return r.done(items, list(HARD_NEGATIVE_KINDS))

@@ -596,7 +596,11 @@ def summarize_retrieval(metrics: Mapping[str, float]) -> str:
         f"{100 * metrics['t2i_R@10']:.1f}",
         f"rsum {metrics['rsum']:.1f}",
     ]
-    for key, label in (("relational_acc", "relational"), ("attribute_acc", "attribute")):
+    for key, label in (
+        ("relational_acc", "relational"),
+        ("attribute_acc", "attribute"),
+        ("size_acc", "size"),
+    ):
         value = metrics.get(key)
         if value is not None and not math.isnan(value):
             parts.append(f"{label} {100 * value:.1f}%")

@@ -58,7 +58,9 @@ class DataConfig:
         max_train_images: use only the first N training images (``None``: all).
         max_eval_images: evaluate on the first N images of ``eval_split`` (``None``: all).
         hard_negative_kinds: which hard negatives a step may draw for a caption, among
-            ``relation_swap``, ``attribute_swap``, ``object_replace``.
+            ``relation_swap``, ``attribute_swap``, ``object_replace``, ``size_flip``
+            (``size_flip`` is opt-in: it teaches sizes but cost image→text R@1 in the
+            measurements of docs/results.md).
         strict: stop at the first bad record instead of skipping it.
         warm_text_cache: before training, run every training caption and hard negative through
             the frozen text layers once, in a fixed order (memoised states then never depend
@@ -212,7 +214,7 @@ class EvalConfig:
     batch_size: int = 128
     recall_ks: list[int] = field(default_factory=lambda: [1, 5, 10])
     hard_negative_kinds: list[str] = field(
-        default_factory=lambda: ["relation_swap", "attribute_swap"]
+        default_factory=lambda: ["relation_swap", "attribute_swap", "size_flip"]
     )
 
 

@@ -20,9 +20,8 @@ from typing import Any
 import torch
 from torch.utils.data import DistributedSampler
 
+from neurogshn.data.captions import HARD_NEGATIVE_KINDS
 from neurogshn.errors import DataError
-
-HARD_NEGATIVE_FIELDS: tuple[str, ...] = ("relation_swap", "attribute_swap", "object_replace")
 
 
 def step_seed(*parts: int) -> int:
@@ -49,7 +48,7 @@ def load_hard_negatives(path: str | Path) -> dict[tuple[int, int], dict[str, str
             raise DataError(
                 path, f"item without integer image_id/caption_index: {item!r}"
             ) from None
-        negs = {k: str(get(k)) for k in HARD_NEGATIVE_FIELDS if get(k)}
+        negs = {k: str(get(k)) for k in HARD_NEGATIVE_KINDS if get(k)}
         if negs:
             out.setdefault(key, {}).update(negs)
     return out
@@ -109,11 +108,11 @@ class PretrainingData:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        kinds: Sequence[str] = HARD_NEGATIVE_FIELDS,
+        kinds: Sequence[str] = HARD_NEGATIVE_KINDS,
         max_images: int | None = None,
         batch_type: Any = None,
     ) -> None:
-        unknown = set(kinds) - set(HARD_NEGATIVE_FIELDS)
+        unknown = set(kinds) - set(HARD_NEGATIVE_KINDS)
         if unknown:
             raise ValueError(f"unknown hard-negative kinds {sorted(unknown)}")
         self.source = source

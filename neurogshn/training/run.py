@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from neurogshn.data.captions import HARD_NEGATIVE_KINDS
 from neurogshn.errors import ConfigError, DataError
 from neurogshn.training.config import TrainConfig
 from neurogshn.training.distributed import (
@@ -150,7 +151,7 @@ def keep_legacy_itm_head(cfg: TrainConfig, ckpt_root: Path, say: Any = print) ->
 def warm_text_cache(
     model: torch.nn.Module,
     source: Any,
-    kinds: Any = ("relation_swap", "attribute_swap", "object_replace"),
+    kinds: Any = HARD_NEGATIVE_KINDS,
 ) -> int:
     """Encode every training text through the frozen text layers once, in a fixed order.
 
@@ -252,7 +253,7 @@ def _keep_kinds(item: Any, kinds: set[str]) -> dict[str, Any]:
     """A hard-negative item with the negatives of other kinds set to ``None``."""
     get = item.get if isinstance(item, Mapping) else (lambda k: getattr(item, k, None))
     out = {k: get(k) for k in ("image_id", "caption_index", "caption")}
-    for kind in ("relation_swap", "attribute_swap", "object_replace"):
+    for kind in HARD_NEGATIVE_KINDS:
         out[kind] = get(kind) if kind in kinds else None
     return out
 
@@ -267,6 +268,7 @@ SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("relational_acc", "relational hard-neg. acc. (ITC)"),
     ("attribute_acc", "attribute hard-neg. acc. (ITC)"),
     ("object_acc", "object hard-neg. acc. (ITC)"),
+    ("size_acc", "size hard-neg. acc. (ITC)"),
     ("rsum", "rsum (max 600)"),
 )
 
@@ -349,6 +351,15 @@ def run_pretraining(
         hard_negs = load_hard_negatives(hn_path) if hn_path.is_file() else {}
         if not hard_negs:
             say(f"note: no hard negatives in {hn_path}; ITM gets none")
+        else:
+            present = {kind for negs in hard_negs.values() for kind in negs}
+            absent = [k for k in cfg.data.hard_negative_kinds if k not in present]
+            if absent:
+                say(
+                    f"note: {hn_path} has no {', '.join(absent)} negatives (a data set generated "
+                    "before they existed? `neurogshn data scenes` writes them); training "
+                    "without them"
+                )
         source = PretrainItemSource(train_graphs, train_coco.captions, hard_negs)
         data = PretrainingData(
             source,

@@ -181,14 +181,14 @@ def test_captions_true_and_negatives_false(scenes_root: Path, facts) -> None:
         for it in hn["items"]:
             scene = facts[split][it["image_id"]]
             assert by_image[it["image_id"]][it["caption_index"]] == it["caption"]
-            for kind in ("relation_swap", "attribute_swap", "object_replace"):
+            for kind in ("relation_swap", "attribute_swap", "object_replace", "size_flip"):
                 neg = it[kind]
                 if neg is None:
                     continue
                 kinds[kind] += 1
                 assert neg != it["caption"]
                 assert not evaluate(neg, scene), (it, kind)
-    # relation swaps and object replacements can always be built
+    # relation swaps, object replacements and size flips can always be built
     n_items = sum(
         len(
             json.loads((scenes_root / "annotations" / f"hard_negatives_{s}.json").read_text())[
@@ -198,6 +198,7 @@ def test_captions_true_and_negatives_false(scenes_root: Path, facts) -> None:
         for s in SPLITS
     )
     assert kinds["relation_swap"] == n_items and kinds["object_replace"] == n_items
+    assert kinds["size_flip"] == n_items
     assert kinds["attribute_swap"] > n_items // 2
 
 
@@ -212,6 +213,26 @@ def test_relation_swap_keeps_words(scenes_root: Path) -> None:
     for it in hn["items"]:
         assert words(it["caption"]) == words(it["relation_swap"])
         assert it["caption"] != it["relation_swap"]
+
+
+def test_size_flip_changes_one_size(scenes_root: Path) -> None:
+    """A size flip differs from its caption in one size word: flipped, or added (wrong)."""
+    flip = {"small": "large", "large": "small"}
+    flipped = added = 0
+    for split in SPLITS:
+        path = scenes_root / "annotations" / f"hard_negatives_{split}.json"
+        for it in json.loads(path.read_text())["items"]:
+            cap, neg = it["caption"].split(), it["size_flip"].split()
+            if len(cap) == len(neg):
+                diff = [(a, b) for a, b in zip(cap, neg) if a != b]
+                assert len(diff) == 1 and flip.get(diff[0][0]) == diff[0][1], it
+                flipped += 1
+            else:
+                assert len(neg) == len(cap) + 1, it
+                extra = [w for w in neg if w in SIZES]
+                assert len(extra) == len([w for w in cap if w in SIZES]) + 1, it
+                added += 1
+    assert flipped > 0 and added > 0
 
 
 def test_relations_have_margin(scenes_root: Path, facts) -> None:

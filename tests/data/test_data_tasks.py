@@ -41,8 +41,30 @@ def test_loaders_on_generated_files(scenes_root: Path) -> None:
         tf = load_task(scenes_root, task, "val", image_ids=ids, strict=True)
         assert len(tf) > 0 and all(isinstance(i, cls) for i in tf) and tf.skipped == []
     hn = load_hard_negatives(task_path(scenes_root, "hard_negatives", "val"))
-    assert set(hn.items[0].negatives()) <= {"relation_swap", "attribute_swap", "object_replace"}
+    kinds = {"relation_swap", "attribute_swap", "object_replace", "size_flip"}
+    assert set(hn.items[0].negatives()) <= kinds
+    assert all("size_flip" in item.negatives() for item in hn.items)
     assert load_task(scenes_root, "vqa", "val").labels[-2:] == ["yes", "no"]
+
+
+def test_hard_negatives_without_size_flip(tmp_path: Path) -> None:
+    """Files written before ``size_flip`` existed (benchmark version 1) still load."""
+    item = {
+        "image_id": 1,
+        "caption_index": 0,
+        "caption": "the red circle is left of the blue square.",
+        "relation_swap": "the blue square is left of the red circle.",
+        "attribute_swap": None,
+        "object_replace": None,
+    }
+    path = tmp_path / "hard_negatives_val.json"
+    path.write_text(json.dumps({"version": 1, "items": [item]}))
+    tf = load_hard_negatives(path, strict=True)
+    assert tf.skipped == [] and tf.items[0].size_flip is None
+    assert tf.items[0].negatives() == {"relation_swap": item["relation_swap"]}
+    path.write_text(json.dumps({"version": 1, "items": [{**item, "size_flip": 3}]}))
+    with pytest.raises(DataError, match="size_flip"):
+        load_hard_negatives(path, strict=True)
 
 
 def test_unknown_image_ids(scenes_root: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,11 @@ from torch import nn
 from torch_geometric.data import Data
 
 from neurogshn.errors import DataError
-from neurogshn.tasks.retrieval import evaluate_retrieval, hard_negative_triples
+from neurogshn.tasks.retrieval import (
+    evaluate_retrieval,
+    hard_negative_triples,
+    summarize_retrieval,
+)
 
 
 class _LookupModel(nn.Module):
@@ -205,3 +210,11 @@ def test_itm_scorer_for_hard_negatives(tiny_backbone):
         evaluate_retrieval(
             type(tiny_backbone)(), graphs, coco, hard_negatives=items, hard_negative_scorer="itm"
         )
+
+
+def test_summary_line_names_present_diagnostics() -> None:
+    recalls = {f"{d}_R@{k}": 0.5 for d in ("i2t", "t2i") for k in (1, 5, 10)}
+    diagnostics = {"relational_acc": 0.9, "attribute_acc": math.nan, "size_acc": 0.75}
+    line = summarize_retrieval(recalls | {"rsum": 300.0} | diagnostics)
+    assert line.startswith("i2t R@1/5/10 50.0/50.0/50.0 | t2i R@1/5/10 50.0/50.0/50.0")
+    assert "relational 90.0%" in line and "size 75.0%" in line and "attribute" not in line
