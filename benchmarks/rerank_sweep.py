@@ -12,6 +12,9 @@ every w::
 
 Choose K and w on a validation split, then evaluate the test split once with ``--rerank K``.
 Cost: the ITM head scores about ``(images + captions) × max-k`` pairs.
+
+``--pool-norms 1,2,3`` adds image→text R@1 with the transductive pool normalisation of
+``neurogshn evaluate --pool-norm BETA`` for each K, w and β (no extra ITM scoring).
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from neurogshn.tasks.evaluate import load_graphs
 from neurogshn.tasks.finetune import GraphSpec
 from neurogshn.tasks.metrics import retrieval_metrics
 from neurogshn.tasks.retrieval import (
+    caption_match_counts,
     encode_graphs,
     encode_texts,
     itc_logit_scale,
     itm_rerank,
+    pool_normalize_i2t,
     refuse_candidates,
     retrieval_pool,
 )
@@ -49,8 +54,10 @@ def sweep(
     ks: tuple[int, ...],
     weights: tuple[float, ...],
     batch_size: int = 64,
+    pool_norms: tuple[float, ...] = (),
 ) -> dict[str, dict[str, float]]:
-    """``{"K=16,w=0.5": {"i2t_R@1": …, "t2i_R@1": …}, …}`` for every K in ``ks`` and w."""
+    """``{"K=16,w=0.5": {"i2t_R@1": …, "t2i_R@1": …}, …}`` for every K in ``ks`` and w, and
+    ``{"K=16,w=0.5,pool_norm=2": {"i2t_R@1": …}}`` for every β in ``pool_norms``."""
     _, by_id, texts, owner = retrieval_pool(graphs, coco.captions)
     owner_t = torch.tensor(owner)
     model.eval()
@@ -67,6 +74,12 @@ def sweep(
                 "i2t_R@1": retrieval_metrics(i2t, owner_t)["i2t_R@1"],
                 "t2i_R@1": retrieval_metrics(t2i, owner_t)["t2i_R@1"],
             }
+            counts = caption_match_counts(t2i, sim, w, scale)
+            for beta in pool_norms:
+                pooled = pool_normalize_i2t(i2t, counts, beta)
+                table[f"K={k},w={w:g},pool_norm={beta:g}"] = {
+                    "i2t_R@1": retrieval_metrics(pooled, owner_t)["i2t_R@1"]
+                }
     return table
 
 
@@ -77,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="val", help="split (default: val)")
     parser.add_argument("--max-k", type=int, default=32, help="largest K scored (default 32)")
     parser.add_argument("--weights", default=",".join(f"{w:g}" for w in DEFAULT_WEIGHTS))
+    parser.add_argument(
+        "--pool-norms",
+        default="",
+        help="comma-separated β of the transductive image→text pool normalisation (default: none)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--json", help="write the table here")
@@ -86,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     weights = tuple(float(w) for w in args.weights.split(","))
+    pool_norms = tuple(float(b) for b in args.pool_norms.split(",") if b.strip())
+    if any(b < 0 for b in pool_norms):
+        parser.error("--pool-norms must be >= 0")
     ks = (*(k for k in DEFAULT_KS if k < args.max_k), args.max_k)
     start = time.perf_counter()
     model = GSHN.from_pretrained(args.checkpoint)
@@ -96,13 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         args.data, args.split, GraphSpec.from_checkpoint(args.checkpoint), progress=False
     )
     coco = CocoPanopticDataset(args.data, args.split)
-    table = sweep(model, graphs, coco, ks, weights, args.batch_size)
+    table = sweep(model, graphs, coco, ks, weights, args.batch_size, pool_norms)
     print("R@1 image→text / text→image, % (rows K, columns w)")
     print("K".rjust(4) + "".join(f"w={w:g}".rjust(14) for w in weights))
     for k in ks:
         cells = (table[f"K={k},w={w:g}"] for w in weights)
         row = "".join(f"{100 * c['i2t_R@1']:.1f}/{100 * c['t2i_R@1']:.1f}".rjust(14) for c in cells)
         print(f"{k:4d}" + row)
+    for beta in pool_norms:
+        print(f"image→text R@1 with pool normalisation β = {beta:g}, % (rows K, columns w)")
+        print("K".rjust(4) + "".join(f"w={w:g}".rjust(9) for w in weights))
+        for k in ks:
+            cells = (table[f"K={k},w={w:g},pool_norm={beta:g}"]["i2t_R@1"] for w in weights)
+            print(f"{k:4d}" + "".join(f"{100 * c:.1f}".rjust(9) for c in cells))
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2) + "\n")

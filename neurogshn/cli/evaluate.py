@@ -54,6 +54,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "The ITC-only figures are kept as *_itc",
     )
     parser.add_argument(
+        "--pool-norm",
+        type=float,
+        default=0.0,
+        metavar="BETA",
+        help="retrieval: also report image->text R@K with each caption's score lowered by "
+        "BETA x log(0.5 + number of evaluated images it matches by ITM), as *_poolnorm "
+        "(transductive: uses the other test images; 2 was chosen on a validation pool; "
+        "default 0: off; needs re-ranking)",
+    )
+    parser.add_argument(
         "--no-oracle",
         action="store_true",
         help="retrieval: skip what the captions allow (the recall of a perfect reader of the "
@@ -107,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         rerank=args.rerank,
         oracle=not args.no_oracle,
+        pool_norm=args.pool_norm,
     )
     title = f"{args.task} on {args.data} [{args.split}] — {args.checkpoint}"
     print(format_metrics_table(result.metrics, title=title))

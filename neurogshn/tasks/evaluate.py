@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from neurogshn.errors import CheckpointError, DataError
+from neurogshn.errors import CheckpointError, ConfigError, DataError
 from neurogshn.tasks.finetune import (
     TASK_FILE,
     GraphSpec,
@@ -117,6 +117,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     rerank: int | None = None,
     oracle: bool = True,
+    pool_norm: float = 0.0,
 ) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task`` / ``split`` of the data set at ``data``.
 
@@ -143,6 +144,9 @@ def evaluate_checkpoint(
             report what its captions allow (``*_oracle``, ``ambiguous_caption_frac``) and
             ``*_true@1`` (see :func:`~neurogshn.tasks.retrieval.evaluate_retrieval`);
             otherwise a note says why not.
+        pool_norm: retrieval only: ``β > 0`` adds the transductive image→text figures
+            ``i2t_R@K_poolnorm`` (:func:`~neurogshn.tasks.retrieval.pool_normalize_i2t`);
+            needs re-ranking.
     """
     from neurogshn.utils.runtime import resolve_device
 
@@ -164,9 +168,20 @@ def evaluate_checkpoint(
     if task == "retrieval":
         from neurogshn.data.coco import CocoPanopticDataset
         from neurogshn.model.gshn import GSHN
-        from neurogshn.tasks.retrieval import FUSED_ITC_WEIGHT, evaluate_retrieval
+        from neurogshn.tasks.retrieval import (
+            FUSED_ITC_WEIGHT,
+            POOL_NORM_SMOOTHING,
+            evaluate_retrieval,
+        )
 
         model = GSHN.from_pretrained(ckpt, device=dev)
+        if rerank is None:
+            rerank = DEFAULT_RERANK if getattr(model, "itm_head", None) is not None else 0
+        if pool_norm < 0 or (pool_norm > 0 and not rerank):
+            raise ConfigError(
+                f"pool normalisation (--pool-norm {pool_norm:g}) needs a weight >= 0 and "
+                "re-ranking with an ITM head (--rerank K > 0)"
+            )
         coco = CocoPanopticDataset(root, split, strict=strict)
         if coco.skipped:
             notes.append(f"{len(coco.skipped)} record(s) of the data set skipped (use --strict)")
@@ -183,8 +198,6 @@ def evaluate_checkpoint(
             hn = Path(hard_negatives)
         else:
             notes.append("hard-negative diagnostics omitted (not requested)")
-        if rerank is None:
-            rerank = DEFAULT_RERANK if getattr(model, "itm_head", None) is not None else 0
         facts = None
         if oracle:
             facts = _scene_facts(coco, graphs, max_images, notes)
@@ -199,6 +212,7 @@ def evaluate_checkpoint(
             max_images=max_images,
             rerank=rerank,
             scene_facts=facts,
+            pool_norm=pool_norm,
         )
         if facts is not None:
             notes.append(
@@ -212,6 +226,12 @@ def evaluate_checkpoint(
             notes.append(
                 f"R@K re-ranked: the {rerank} best ITC candidates of each query by ITM + "
                 f"{FUSED_ITC_WEIGHT} x ITC logit (ITC-only figures: *_itc)"
+            )
+        if pool_norm:
+            notes.append(
+                f"*_poolnorm: image->text scores minus {pool_norm:g} x log({POOL_NORM_SMOOTHING:g} "
+                "+ number of evaluated images a caption matches by ITM); transductive (uses the "
+                "other test images), not comparable with the per-query i2t_R@K"
             )
         if "relational_acc_fused" in metrics:
             notes.append(

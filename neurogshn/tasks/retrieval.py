@@ -155,6 +155,7 @@ def evaluate_retrieval(
     hard_negative_scorer: str = "auto",
     rerank: int = 0,
     scene_facts: Mapping[int, SceneFacts] | None = None,
+    pool_norm: float = 0.0,
 ) -> dict[str, float]:
     """Zero-shot (or fine-tuned) image-text retrieval with the diagnostics.
 
@@ -196,6 +197,12 @@ def evaluate_retrieval(
             (:func:`~neurogshn.tasks.metrics.top1_truth`; ``*_true@1_itc`` for the cosine
             ranking when re-ranking), and why the first candidate is false when it is,
             ``i2t_false@1_binding`` … (:func:`top1_false_reasons`).
+        pool_norm: ``β > 0`` (needs ``rerank``): also report image→text figures with each
+            caption's score lowered by ``β · log(ε + n̂(c))``, ``n̂(c)`` the number of
+            evaluated images its ITM score matches (:func:`pool_normalize_i2t`). This is
+            transductive (a score depends on the other images of the pool), so its figures
+            get their own keys, ``i2t_R@1_poolnorm`` … (and ``i2t_true@1_poolnorm`` with
+            ``scene_facts``), and ``pool_norm``; the plain keys keep the per-query protocol.
 
     The *blind control* ``relational_acc_blind`` … scores every triple with the chosen scorer
     against another image (the next one in order): a model that reads the image falls to
@@ -215,6 +222,8 @@ def evaluate_retrieval(
             language.
         KeyError: with ``scene_facts``, when it lacks an evaluated image.
     """
+    if pool_norm < 0 or (pool_norm > 0 and rerank <= 0):
+        raise ValueError(f"pool_norm must be >= 0 and needs rerank > 0, got {pool_norm}, {rerank}")
     if device is not None:
         model = model.to(resolve_device(device))
     captions: Mapping[int, Sequence[str]] = coco_dataset.captions
@@ -247,6 +256,18 @@ def evaluate_retrieval(
             )
             out.update(itc)
             out["rerank_k"] = float(rerank)
+        pooled = None
+        if pool_norm > 0:
+            counts = caption_match_counts(t2i_sim, sim, FUSED_ITC_WEIGHT, itc_logit_scale(model))
+            pooled = pool_normalize_i2t(i2t_sim, counts, pool_norm)
+            out.update(
+                {
+                    f"{k}_poolnorm": v
+                    for k, v in retrieval_metrics(pooled, owner_t).items()
+                    if k.startswith("i2t_")
+                }
+            )
+            out["pool_norm"] = float(pool_norm)
         if scene_facts is not None:
             scenes = [scene_facts[i] for i in ids]
             truth = torch.from_numpy(truth_matrix(texts, scenes).T)  # I×C
@@ -256,6 +277,8 @@ def evaluate_retrieval(
                 out.update(top1_false_reasons(ranking, truth, texts, scenes, direction))
             if rerank > 0:
                 out.update({f"{k}_itc": v for k, v in top1_truth(sim, truth).items()})
+            if pooled is not None:
+                out["i2t_true@1_poolnorm"] = top1_truth(pooled, truth, "i2t")["i2t_true@1"]
         out["images_without_captions"] = float(
             len(graph_ids) - len([i for i in graph_ids if captions.get(i)])
         )
@@ -464,6 +487,75 @@ def refuse_candidates(
     out = sim.clone()
     itm = itm_ranked[keep] - _CANDIDATE_OFFSET
     out[keep] = (itm + itc_weight * itc_scale * sim[keep]).clamp(-1e3, 1e3) + _CANDIDATE_OFFSET
+    return out
+
+
+#: ε in the pool normalisation ``− β · log(ε + n̂(c))`` (chosen on a 1,000-image validation
+#: pool, docs/results.md); it keeps a caption that no candidate image matches finite
+POOL_NORM_SMOOTHING = 0.5
+
+
+def caption_match_counts(
+    t2i: Tensor, similarity: Tensor, itc_weight: float, itc_scale: float
+) -> Tensor:
+    r"""How many evaluated images each caption matches, by the ITM head: for caption :math:`c`
+
+    .. math:: \hat n(c) = \sum_{i \in \mathcal{K}(c)} \sigma\big(s_\text{ITM}(i, c)\big)
+
+    over its re-ranked candidate images :math:`\mathcal{K}(c)` (its top ``K`` by ITC, which
+    hold nearly every image a caption can be true of), with the ITM score recovered from the
+    fused one as :math:`s - w \tau^{-1} \cos`.
+
+    Args:
+        t2i: the text→image matrix of :func:`itm_rerank` (or :func:`refuse_candidates`,
+            ``dim=0``): candidates hold the fused score plus the candidate offset.
+        similarity: the ``I×C`` cosines that chose the candidates.
+        itc_weight: ``w`` used for ``t2i``.
+        itc_scale: :math:`\tau^{-1}` used for ``t2i``.
+
+    Shapes:
+        ``I×C``, ``I×C`` → ``C``.
+    """
+    t2i = t2i.float().cpu()
+    candidate = t2i > _CANDIDATE_OFFSET / 2
+    itm = t2i - _CANDIDATE_OFFSET - itc_weight * itc_scale * similarity.float().cpu()
+    return torch.where(candidate, torch.sigmoid(itm), torch.zeros_like(itm)).sum(dim=0)
+
+
+def pool_normalize_i2t(
+    i2t: Tensor, counts: Tensor, weight: float, smoothing: float = POOL_NORM_SMOOTHING
+) -> Tensor:
+    r"""Image→text scores lowered for captions that many evaluated images match:
+
+    .. math:: s'(i, c) = s(i, c) - \beta \log\big(\varepsilon + \hat n(c)\big)
+
+    on each query's re-ranked candidates (the others keep their ITC order below them), with
+    :math:`\hat n` from :func:`caption_match_counts`. A caption true of several images is less
+    likely to be the one written for a given image (the captions' own statistics), and one
+    the model over-scores everywhere (a hub) is pushed down; the log-counts play the part of
+    the normaliser of an *inverted softmax* (Smith et al., ICLR 2017).
+
+    This is **transductive**: a caption's score for one image depends on the other images of
+    the evaluated pool, unlike the per-query protocol of the plain ``i2t_R@K``; report its
+    figures apart (``evaluate_retrieval`` names them ``*_poolnorm``).
+
+    Args:
+        i2t: the image→text matrix of :func:`itm_rerank` / :func:`refuse_candidates`.
+        counts: :math:`\hat n(c)` per caption.
+        weight: :math:`\beta \ge 0` (0 returns ``i2t`` unchanged).
+        smoothing: :math:`\varepsilon > 0`.
+
+    Shapes:
+        ``I×C``, ``C`` → ``I×C``.
+    """
+    if weight < 0 or smoothing <= 0:
+        raise ValueError(f"need weight >= 0 and smoothing > 0, got {weight}, {smoothing}")
+    out = i2t.float().cpu().clone()
+    if out.shape[1] != counts.shape[0]:
+        raise ValueError(f"{out.shape[1]} captions in i2t but {counts.shape[0]} counts")
+    candidate = out > _CANDIDATE_OFFSET / 2
+    penalty = (weight * torch.log(smoothing + counts.float().cpu())).expand_as(out)
+    out[candidate] -= penalty[candidate]
     return out
 
 

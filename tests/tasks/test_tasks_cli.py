@@ -113,6 +113,22 @@ def _coco2017_copy(src: Path, dst: Path, split: str = "test", coco_split: str = 
     return dst
 
 
+def test_evaluate_retrieval_pool_norm_cli(scenes_root, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "pn.json"
+    args = ["evaluate", "--task", "retrieval", "--checkpoint", str(tiny_checkpoint)]
+    args += ["--data", str(scenes_root), "--split", "test", "--no-progress"]
+    assert main([*args, "--no-hard-negatives", "--pool-norm", "2", "--json", str(out)]) == 0
+    res = _json(out)
+    m = res["metrics"]
+    assert m["pool_norm"] == 2.0 and m["rerank_k"] == 16
+    assert m["i2t_R@1_poolnorm"] <= m["i2t_R@5_poolnorm"] <= m["i2t_R@10_poolnorm"]
+    assert m["i2t_R@1_poolnorm"] <= m["i2t_true@1_poolnorm"] <= 1.0
+    assert any("transductive" in n for n in res["notes"])
+    capsys.readouterr()
+    assert main([*args, "--rerank", "0", "--pool-norm", "2"]) == 2
+    assert "--pool-norm 2" in capsys.readouterr().err
+
+
 def test_evaluate_retrieval_on_coco2017_layout(scenes_root, tiny_checkpoint, tmp_path, capsys):
     coco = _coco2017_copy(scenes_root, tmp_path / "coco")
     out_coco, out_ours = tmp_path / "coco.json", tmp_path / "ours.json"

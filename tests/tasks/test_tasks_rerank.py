@@ -223,3 +223,56 @@ def test_itm_pair_scores_encode_each_image_once():
     assert sorted(model.encoded) == [0, 1, 2]  # one encoding per image, in 2 batches
     assert pos.tolist() == [table[(t.image_id, t.caption)] for t in triples]
     assert neg.tolist() == [table[(t.image_id, t.negative)] for t in triples]
+
+
+def test_caption_match_counts_and_pool_normalisation_by_hand():
+    """Caption c0 is true of both images (ITM 2 on each), c1 only of image 0 (1.5 vs −3) and
+    written for it. Per query, image 0 picks the generic c0; lowering each caption by
+    2 · log(0.5 + n̂) with n̂(c0) = 2σ(2) = 1.76, n̂(c1) = σ(1.5) + σ(−3) = 0.87 makes it pick
+    c1: 2 − 2 log 2.26 = 0.37 against 1.5 − 2 log 1.36 = 0.88."""
+    from neurogshn.tasks.retrieval import caption_match_counts, pool_normalize_i2t
+
+    sim = torch.tensor([[0.2, 0.1, -0.5], [0.3, -0.2, 0.4]])  # c2: never a candidate of image 0
+    raw = torch.tensor([[2.0, 1.5, 0.0], [2.0, -3.0, 0.0]])
+    i2t = refuse_candidates(raw + OFFSET, sim, 2, 0.5, 2.0, dim=1)
+    t2i = refuse_candidates(raw + OFFSET, sim, 2, 0.5, 2.0, dim=0)
+    counts = caption_match_counts(t2i, sim, 0.5, 2.0)
+    sig = torch.sigmoid
+    expected = torch.stack(
+        [
+            2 * sig(torch.tensor(2.0)),
+            sig(torch.tensor(1.5)) + sig(torch.tensor(-3.0)),
+            sig(torch.tensor(0.0)) * 2,
+        ]
+    )
+    torch.testing.assert_close(counts, expected, atol=2e-3, rtol=0)
+    assert int(i2t[0].argmax()) == 0  # the generic caption first
+    pooled = pool_normalize_i2t(i2t, counts, 2.0)
+    assert int(pooled[0].argmax()) == 1 and int(pooled[1].argmax()) == 0
+    penalty = 2.0 * torch.log(0.5 + counts)
+    torch.testing.assert_close(pooled[0, :2], i2t[0, :2] - penalty[:2])
+    assert pooled[0, 2] == i2t[0, 2]  # not a candidate of image 0: its ITC score stays
+    torch.testing.assert_close(pool_normalize_i2t(i2t, counts, 0.0), i2t)
+    with pytest.raises(ValueError, match="weight >= 0"):
+        pool_normalize_i2t(i2t, counts, -1.0)
+    with pytest.raises(ValueError, match="2 counts"):
+        pool_normalize_i2t(i2t, counts[:2], 1.0)
+
+
+def test_evaluate_retrieval_pool_norm_keys():
+    """The same two images as above, end to end: the per-query keys are unchanged and the
+    transductive figures come apart as *_poolnorm."""
+    s = 2**-0.5
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    texts = {"c0": torch.tensor([s, s]), "c1": torch.tensor([s, s])}  # equal cosines
+    table = {(0, "c0"): 2.0, (1, "c0"): 2.0, (0, "c1"): 1.5, (1, "c1"): -3.0}
+    model = _FusedModel(table, images, texts)
+    coco = SimpleNamespace(captions={0: ["c1"], 1: ["c0"]})
+    plain = evaluate_retrieval(model, _graphs(2), coco, rerank=2)
+    out = evaluate_retrieval(model, _graphs(2), coco, rerank=2, pool_norm=2.0)
+    assert plain["i2t_R@1"] == 0.5 and out["i2t_R@1"] == 0.5
+    assert out["i2t_R@1_poolnorm"] == 1.0 and out["pool_norm"] == 2.0
+    assert {k: v for k, v in out.items() if "poolnorm" not in k and k != "pool_norm"} == plain
+    assert not any(k.startswith("t2i_") and k.endswith("_poolnorm") for k in out)
+    with pytest.raises(ValueError, match="needs rerank"):
+        evaluate_retrieval(model, _graphs(2), coco, rerank=0, pool_norm=2.0)

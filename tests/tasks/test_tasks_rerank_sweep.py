@@ -34,3 +34,22 @@ def test_sweep_matches_evaluate_for_every_k(scenes_root, tiny_checkpoint, tmp_pa
         for key in ("i2t_R@1", "t2i_R@1"):
             assert table[f"K={k},w=0.5"][key] == pytest.approx(direct[key]), (k, key)
     assert "rows K, columns w" in capsys.readouterr().out
+
+
+def test_sweep_pool_norm_matches_evaluate(scenes_root, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    argv = ["--checkpoint", str(tiny_checkpoint), "--data", str(scenes_root), "--split", "test"]
+    argv += ["--max-k", "6", "--weights", "0.5", "--pool-norms", "1,3", "--json", str(out)]
+    assert rerank_sweep.main(argv) == 0
+    table = json.loads(out.read_text())
+    model = GSHN.from_pretrained(tiny_checkpoint)
+    graphs = load_graph_dataset(scenes_root, "test", progress=False)
+    coco = CocoPanopticDataset(scenes_root, "test")
+    for k in (4, 6):
+        for beta in (1, 3):
+            direct = evaluate_retrieval(model, graphs, coco, rerank=k, pool_norm=beta)
+            got = table[f"K={k},w=0.5,pool_norm={beta}"]["i2t_R@1"]
+            assert got == pytest.approx(direct["i2t_R@1_poolnorm"]), (k, beta)
+    assert "pool normalisation β = 3" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        rerank_sweep.main([*argv[:6], "--pool-norms", "-1"])
