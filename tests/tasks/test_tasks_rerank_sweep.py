@@ -19,37 +19,40 @@ rerank_sweep = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rerank_sweep)
 
 
-def test_sweep_matches_evaluate_for_every_k(scenes_root, tiny_checkpoint, tmp_path, capsys):
-    out = tmp_path / "sweep.json"
+def _sweep_and_evaluate(scenes_root, tiny_checkpoint, out, extra):
+    """Run the script on the fixture's test split; return its table and an ``evaluate_retrieval``
+    on the same model and data (keyword arguments passed through)."""
     argv = ["--checkpoint", str(tiny_checkpoint), "--data", str(scenes_root), "--split", "test"]
-    argv += ["--max-k", "6", "--weights", "0,0.5", "--threads", "1", "--json", str(out)]
-    assert rerank_sweep.main(argv) == 0
-    table = json.loads(out.read_text())
-    assert set(table) == {f"K={k},w={w}" for k in (4, 6) for w in ("0", "0.5")}
+    assert rerank_sweep.main([*argv, "--max-k", "6", *extra, "--json", str(out)]) == 0
     model = GSHN.from_pretrained(tiny_checkpoint)
     graphs = load_graph_dataset(scenes_root, "test", progress=False)
     coco = CocoPanopticDataset(scenes_root, "test")
+    return json.loads(out.read_text()), lambda **kw: evaluate_retrieval(model, graphs, coco, **kw)
+
+
+def test_sweep_matches_evaluate_for_every_k(scenes_root, tiny_checkpoint, tmp_path, capsys):
+    extra = ["--weights", "0,0.5", "--threads", "1"]
+    table, evaluate = _sweep_and_evaluate(scenes_root, tiny_checkpoint, tmp_path / "s.json", extra)
+    assert set(table) == {f"K={k},w={w}" for k in (4, 6) for w in ("0", "0.5")}
     for k in (4, 6):
-        direct = evaluate_retrieval(model, graphs, coco, rerank=k)  # w = 0.5
+        direct = evaluate(rerank=k)  # w = 0.5
         for key in ("i2t_R@1", "t2i_R@1"):
             assert table[f"K={k},w=0.5"][key] == pytest.approx(direct[key]), (k, key)
     assert "rows K, columns w" in capsys.readouterr().out
 
 
 def test_sweep_pool_norm_matches_evaluate(scenes_root, tiny_checkpoint, tmp_path, capsys):
-    out = tmp_path / "sweep.json"
-    argv = ["--checkpoint", str(tiny_checkpoint), "--data", str(scenes_root), "--split", "test"]
-    argv += ["--max-k", "6", "--weights", "0.5", "--pool-norms", "1,3", "--json", str(out)]
-    assert rerank_sweep.main(argv) == 0
-    table = json.loads(out.read_text())
-    model = GSHN.from_pretrained(tiny_checkpoint)
-    graphs = load_graph_dataset(scenes_root, "test", progress=False)
-    coco = CocoPanopticDataset(scenes_root, "test")
+    extra = ["--weights", "0.5", "--pool-norms", "1,3"]
+    table, evaluate = _sweep_and_evaluate(scenes_root, tiny_checkpoint, tmp_path / "s.json", extra)
     for k in (4, 6):
         for beta in (1, 3):
-            direct = evaluate_retrieval(model, graphs, coco, rerank=k, pool_norm=beta)
+            direct = evaluate(rerank=k, pool_norm=beta)
             got = table[f"K={k},w=0.5,pool_norm={beta}"]["i2t_R@1"]
             assert got == pytest.approx(direct["i2t_R@1_poolnorm"]), (k, beta)
     assert "pool normalisation β = 3" in capsys.readouterr().out
+    capsys.readouterr()
     with pytest.raises(SystemExit):
-        rerank_sweep.main([*argv[:6], "--pool-norms", "-1"])
+        rerank_sweep.main(
+            ["--checkpoint", str(tiny_checkpoint), "--data", str(scenes_root), "--pool-norms=-1"]
+        )
+    assert "--pool-norms must be >= 0" in capsys.readouterr().err
