@@ -50,7 +50,6 @@ def test_sweep_pool_norm_matches_evaluate(scenes_root, tiny_checkpoint, tmp_path
             got = table[f"K={k},w=0.5,pool_norm={beta}"]["i2t_R@1"]
             assert got == pytest.approx(direct["i2t_R@1_poolnorm"]), (k, beta)
     assert "pool normalisation β = 3" in capsys.readouterr().out
-    capsys.readouterr()
     with pytest.raises(SystemExit):
         rerank_sweep.main(
             ["--checkpoint", str(tiny_checkpoint), "--data", str(scenes_root), "--pool-norms=-1"]
