@@ -24,6 +24,14 @@ from typing import Any
 
 from neurogshn.errors import ConfigError
 
+#: Hard-negative kinds pretraining draws unless told otherwise (``size_flip`` is opt-in: it
+#: teaches sizes but cost image→text R@1 in the measurements of docs/results.md).
+DEFAULT_TRAINING_HARD_NEGATIVE_KINDS: tuple[str, ...] = (
+    "relation_swap",
+    "attribute_swap",
+    "object_replace",
+)
+
 
 @dataclass
 class SceneGenerationConfig:
@@ -75,7 +83,7 @@ class DataConfig:
     max_train_images: int | None = None
     max_eval_images: int | None = None
     hard_negative_kinds: list[str] = field(
-        default_factory=lambda: ["relation_swap", "attribute_swap", "object_replace"]
+        default_factory=lambda: list(DEFAULT_TRAINING_HARD_NEGATIVE_KINDS)
     )
     strict: bool = False
     warm_text_cache: bool = False

@@ -22,6 +22,7 @@ from torch.utils.data import DistributedSampler
 
 from neurogshn.data.captions import HARD_NEGATIVE_KINDS
 from neurogshn.errors import DataError
+from neurogshn.training.config import DEFAULT_TRAINING_HARD_NEGATIVE_KINDS
 
 
 def step_seed(*parts: int) -> int:
@@ -92,7 +93,8 @@ class PretrainingData:
         batch_size: images per step on this process.
         seed: seeds the data order and the caption / hard-negative draws.
         rank, world_size: this process's share (DistributedSampler).
-        kinds: hard-negative kinds a step may draw.
+        kinds: hard-negative kinds a step may draw (default: the training config's default,
+            without the opt-in ``size_flip``).
         max_images: use only the first N images with captions.
         batch_type: the batch class, called as ``batch_type(graphs, captions, hard_negatives)``
             (default :class:`neurogshn.losses.objective.PretrainBatch`).
@@ -108,7 +110,7 @@ class PretrainingData:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        kinds: Sequence[str] = HARD_NEGATIVE_KINDS,
+        kinds: Sequence[str] = DEFAULT_TRAINING_HARD_NEGATIVE_KINDS,
         max_images: int | None = None,
         batch_type: Any = None,
     ) -> None:

@@ -88,6 +88,12 @@ def weights(trainer: Trainer) -> list[torch.Tensor]:
     return [p.detach().clone() for p in trainer.model.parameters()]
 
 
+def test_default_kinds_match_the_config_and_leave_size_flip_opt_in() -> None:
+    data = PretrainingData(make_source(), 6, batch_type=Batch)
+    assert list(data.kinds) == TrainConfig().data.hard_negative_kinds
+    assert "size_flip" not in data.kinds
+
+
 def test_batches_are_seeded_and_cover_the_epoch() -> None:
     source = make_source()
     a = PretrainingData(source, 6, seed=3, batch_type=Batch)
