@@ -106,3 +106,26 @@ def test_10k_config_only_adds_training_images() -> None:
     ]
     assert large.data.generate.train == 5 * default.data.generate.train
     assert large.data.root != default.data.root  # never mixed with the default data set
+
+
+def test_10k_sizes_config_is_a_second_stage_of_the_10k_recipe() -> None:
+    """configs/pretrain_10k_sizes.json continues a pretrain_10k checkpoint on the same data:
+    only the hard-negative kinds (size_flip added), the learning rate, the epochs and where
+    the run goes differ; the weights come from ``model.init_from`` (the Makefile's FROM)."""
+    first = TrainConfig.from_json(CONFIGS / "pretrain_10k.json")
+    second = TrainConfig.from_json(CONFIGS / "pretrain_10k_sizes.json")
+    assert first.diff(second) == [
+        "checkpoint.out_dir",
+        "data.hard_negative_kinds",
+        "optim.lr",
+        "schedule.epochs",
+    ]
+    assert second.data.root == first.data.root
+    assert list(second.data.hard_negative_kinds) == [
+        *first.data.hard_negative_kinds,
+        "size_flip",
+    ]
+    assert second.optim.lr < first.optim.lr
+    assert second.model.init_from is None  # supplied per run: make pretrain-10k-sizes [FROM=DIR]
+    makefile = (CONFIGS.parent / "Makefile").read_text()
+    assert "configs/pretrain_10k_sizes.json" in makefile
