@@ -24,8 +24,9 @@ from typing import Any
 
 from neurogshn.errors import ConfigError
 
-#: Hard-negative kinds pretraining draws unless told otherwise (``size_flip`` is opt-in: it
-#: teaches sizes but cost image→text R@1 in the measurements of docs/results.md).
+#: Hard-negative kinds pretraining draws unless told otherwise. ``size_flip`` is opt-in: drawn
+#: from the first step it cost image→text R@1; configs/pretrain_10k_sizes.json adds it in a
+#: second stage, where it raises R@1 both ways (docs/results.md).
 DEFAULT_TRAINING_HARD_NEGATIVE_KINDS: tuple[str, ...] = (
     "relation_swap",
     "attribute_swap",
