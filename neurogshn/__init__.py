@@ -6,9 +6,15 @@ Data flow (one subpackage per stage): ``data`` → ``segmentation`` → ``featur
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from neurogshn._version import __version__
+
+# On AVX-512 CPUs MKL's results depend on memory alignment unless it is asked for strict
+# reproducibility, and a resumed training run then drifts from an uninterrupted one. MKL reads
+# this at its first call, so it is set here, on import, unless the user chose a mode.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 if TYPE_CHECKING:
     from neurogshn.model.gshn import GSHN

@@ -38,14 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser, default_config: str | None = 
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out (default: the newest run under runs/pretrain_stl) from "
-        "its newest checkpoint, exactly where it stopped",
+        help="continue the run in --out (default: the newest run under the config's "
+        "checkpoint.out_dir, runs/pretrain_stl unless set) from its newest checkpoint, exactly "
+        "where it stopped",
     )
     parser.add_argument(
         "--out",
         metavar="DIR",
         help="run directory (checkpoints, log.csv, final/, results.json); default: "
-        "runs/pretrain_stl/<UTC timestamp>",
+        "<checkpoint.out_dir>/<UTC timestamp>, i.e. runs/pretrain_stl/<UTC timestamp> unless "
+        "the config sets it",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the config's, 'auto')")
     parser.add_argument(
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         from neurogshn.errors import ConfigError
 
         raise ConfigError("under torchrun pass --out DIR (all ranks must agree on the run dir)")
-    run_dir = resolve_run_dir(out, args.resume)
+    run_dir = resolve_run_dir(out, args.resume, cfg.checkpoint.out_dir)
     outcome = run_pretraining(cfg, run_dir, resume=args.resume)
     if outcome.trained is not None:
         wall = time.perf_counter() - t0

@@ -185,7 +185,9 @@ class CheckpointConfig:
     """Checkpointing of a run.
 
     Args:
-        out_dir: run directory (checkpoints, ``log.csv``, ``train_config.json``, ``final/``).
+        out_dir: where runs go: each run writes ``<out_dir>/<UTC timestamp>/`` (checkpoints,
+            ``log.csv``, ``train_config.json``, ``final/``) unless ``--out`` names the run
+            directory; ``--resume`` without ``--out`` continues the newest run here.
         every_steps: write a checkpoint every N optimizer steps (``0``: only the final one).
         keep_last: keep the newest K step checkpoints (the ``final`` one is always kept).
     """

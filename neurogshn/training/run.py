@@ -51,7 +51,10 @@ class PretrainOutcome:
 
 
 def set_determinism(cfg: TrainConfig) -> None:
-    """Seeds everything; deterministic algorithms (warn-only: CPU kernels are deterministic)."""
+    """Seeds everything; deterministic algorithms (warn-only: CPU kernels are deterministic).
+
+    MKL's own reproducibility mode (``MKL_CBWR``) is set when :mod:`neurogshn` is imported.
+    """
     seed_everything(cfg.seed)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -112,11 +115,31 @@ def hard_negatives_path(root: Path, split: str) -> Path:
     return root / "annotations" / f"hard_negatives_{split}.json"
 
 
+def check_init_from(cfg: TrainConfig) -> None:
+    """Refuse a ``model.init_from`` that names no saved model, before any data is touched (an
+    empty string, e.g. from an unset shell variable, must not silently mean "random weights").
+    """
+    init_from = cfg.model.init_from
+    if init_from is None:
+        return
+    if not init_from.strip():
+        raise ConfigError(
+            "model.init_from is empty: give a saved model directory (…/final) or null for "
+            "random weights"
+        )
+    path = Path(init_from)
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"model.init_from {path}: not a saved model directory (no config.json; expected "
+            "a run's final/ or a directory written by GSHN.save_pretrained)"
+        )
+
+
 def build_model(cfg: TrainConfig, graphs: Any) -> torch.nn.Module:
     """GSHN from ``model.name`` + overrides (feature sizes from the graphs), or ``init_from``."""
     from neurogshn.model.gshn import GSHN
 
-    if cfg.model.init_from:
+    if cfg.model.init_from is not None:
         return GSHN.from_pretrained(cfg.model.init_from)
     overrides = dict(cfg.model.overrides)
     overrides.setdefault("node_features", int(graphs.feature_dim))
@@ -298,9 +321,12 @@ def summary_table(untrained: Mapping[str, float] | None, trained: Mapping[str, f
     return "\n".join(lines)
 
 
-def resolve_run_dir(out: str | None, resume: bool, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
-    """``--out`` as given; otherwise a new timestamped run under ``runs_dir`` (with ``--resume``:
-    the newest existing one)."""
+def resolve_run_dir(
+    out: str | None, resume: bool, runs_dir: str | Path = DEFAULT_RUNS_DIR
+) -> Path:
+    """``--out`` as given; otherwise a new timestamped run under ``runs_dir`` (the config's
+    ``checkpoint.out_dir``; with ``--resume``: the newest existing run there)."""
+    runs_dir = Path(runs_dir)
     if out:
         return Path(out)
     if resume:
@@ -336,6 +362,7 @@ def run_pretraining(
                 f"{run_dir} already holds checkpoints: pass --resume to continue it or "
                 "--out for a new run"
             )
+        check_init_from(cfg)
         set_determinism(cfg)
         t = time.perf_counter()
         root = ensure_scenes(cfg, info, say)

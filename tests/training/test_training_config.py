@@ -129,3 +129,5 @@ def test_10k_sizes_config_is_a_second_stage_of_the_10k_recipe() -> None:
     assert second.model.init_from is None  # supplied per run: make pretrain-10k-sizes [FROM=DIR]
     makefile = (CONFIGS.parent / "Makefile").read_text()
     assert "configs/pretrain_10k_sizes.json" in makefile
+    # The target looks for the first stage's runs where that config writes them.
+    assert f"ls -d {first.checkpoint.out_dir}/*/final" in makefile
