@@ -93,8 +93,10 @@ def test_build_then_reuse(tmp_path: Path) -> None:
     rec = fake[3]
     direct = builder(rec.image, rec.segmentation, rec.image_id)
     cached = ds.get_by_image_id(103)
+    # The cache ran the backbone on a batch, `direct` on one image: float32 convolutions may
+    # sum in another order (1.4e-5 on a 0.05 feature, measured on an AVX-512 CPU).
     for key in ("x", "edge_index", "edge_attr", "pos", "is_global", "node_category", "segment_id"):
-        torch.testing.assert_close(getattr(cached, key), getattr(direct, key), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(getattr(cached, key), getattr(direct, key), atol=1e-4, rtol=1e-4)
     batch = next(iter(DataLoader(ds, batch_size=5)))
     assert batch.num_graphs == 5 and batch.is_global.sum() == 5
     index = json.loads((first.path / "index.json").read_text())
