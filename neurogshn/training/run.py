@@ -35,7 +35,6 @@ from neurogshn.utils.io import write_json_atomic
 from neurogshn.utils.runtime import resolve_device, seed_everything
 
 RESULTS_FILE = "results.json"
-DEFAULT_RUNS_DIR = Path("runs") / "pretrain_stl"
 
 
 @dataclass
@@ -119,6 +118,8 @@ def check_init_from(cfg: TrainConfig) -> None:
     """Refuse a ``model.init_from`` that names no saved model, before any data is touched (an
     empty string, e.g. from an unset shell variable, must not silently mean "random weights").
     """
+    from neurogshn.model.gshn import CONFIG_FILE
+
     init_from = cfg.model.init_from
     if init_from is None:
         return
@@ -128,9 +129,9 @@ def check_init_from(cfg: TrainConfig) -> None:
             "random weights"
         )
     path = Path(init_from)
-    if not (path / "config.json").is_file():
+    if not (path / CONFIG_FILE).is_file():
         raise ConfigError(
-            f"model.init_from {path}: not a saved model directory (no config.json; expected "
+            f"model.init_from {path}: not a saved model directory (no {CONFIG_FILE}; expected "
             "a run's final/ or a directory written by GSHN.save_pretrained)"
         )
 
@@ -321,9 +322,7 @@ def summary_table(untrained: Mapping[str, float] | None, trained: Mapping[str, f
     return "\n".join(lines)
 
 
-def resolve_run_dir(
-    out: str | None, resume: bool, runs_dir: str | Path = DEFAULT_RUNS_DIR
-) -> Path:
+def resolve_run_dir(out: str | None, resume: bool, runs_dir: str | Path) -> Path:
     """``--out`` as given; otherwise a new timestamped run under ``runs_dir`` (the config's
     ``checkpoint.out_dir``; with ``--resume``: the newest existing run there)."""
     runs_dir = Path(runs_dir)

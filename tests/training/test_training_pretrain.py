@@ -33,7 +33,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _cmd(root: Path, out: Path, *extra: str) -> list[str]:
+def _cmd(root: Path, out: Path | None, *extra: str) -> list[str]:
+    """The pretraining command; ``out=None``: no ``--out`` (the config's out_dir decides)."""
+    where = ["--out", str(out)] if out is not None else []
     return [
         sys.executable,
         "-m",
@@ -42,8 +44,7 @@ def _cmd(root: Path, out: Path, *extra: str) -> list[str]:
         *COMMON,
         "--data",
         str(root),
-        "--out",
-        str(out),
+        *where,
         "--device",
         "cpu",
         *extra,
@@ -190,8 +191,6 @@ def test_run_without_out_goes_under_the_configs_out_dir_and_starts_from_init_fro
 ) -> None:
     # What `make pretrain-10k-sizes` relies on: configs name their runs' parent directory, and a
     # second stage starts from the weights in model.init_from (lr 0: they must come out intact).
-    cmd = _cmd(scenes_root, tmp_path / "unused")
-    cmd = cmd[: cmd.index("--out")] + cmd[cmd.index("--out") + 2 :]
     init = reference_run / "final"
     extra = [
         "--set", "checkpoint.out_dir=myruns",
@@ -201,7 +200,12 @@ def test_run_without_out_goes_under_the_configs_out_dir_and_starts_from_init_fro
         "--set", f'model.init_from="{init}"',
     ]  # fmt: skip
     proc = subprocess.run(
-        [*cmd, *extra], env=_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path
+        _cmd(scenes_root, None, *extra),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((tmp_path / "myruns").iterdir())
@@ -233,7 +237,6 @@ def test_init_from_without_a_model_is_refused_before_the_data(
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr
     assert not missing.exists()
-
 
 
 @pytest.mark.parametrize(
