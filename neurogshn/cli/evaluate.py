@@ -64,6 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default 0: off; needs re-ranking)",
     )
     parser.add_argument(
+        "--itc-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="retrieval: weight of the ITC logit in the fused score ITM + W x ITC logit that "
+        "re-ranking, --pool-norm and the hard-negative diagnostics use (default 0.5, chosen on "
+        "the validation split)",
+    )
+    parser.add_argument(
         "--no-oracle",
         action="store_true",
         help="retrieval: skip what the captions allow (the recall of a perfect reader of the "
@@ -118,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         rerank=args.rerank,
         oracle=not args.no_oracle,
         pool_norm=args.pool_norm,
+        itc_weight=args.itc_weight,
     )
     title = f"{args.task} on {args.data} [{args.split}] — {args.checkpoint}"
     print(format_metrics_table(result.metrics, title=title))

@@ -118,6 +118,7 @@ def evaluate_checkpoint(
     rerank: int | None = None,
     oracle: bool = True,
     pool_norm: float = 0.0,
+    itc_weight: float | None = None,
 ) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task`` / ``split`` of the data set at ``data``.
 
@@ -147,6 +148,9 @@ def evaluate_checkpoint(
         pool_norm: retrieval only: ``β > 0`` adds the transductive image→text figures
             ``i2t_R@K_poolnorm`` (:func:`~neurogshn.tasks.retrieval.pool_normalize_i2t`);
             needs re-ranking.
+        itc_weight: retrieval only: ``w`` of the fused score ``ITM + w · τ⁻¹ · cos`` used by
+            re-ranking, the pool count and the hard-negative diagnostics; ``None``:
+            :data:`~neurogshn.tasks.retrieval.FUSED_ITC_WEIGHT`.
     """
     from neurogshn.utils.runtime import resolve_device
 
@@ -182,6 +186,10 @@ def evaluate_checkpoint(
                 f"pool normalisation (--pool-norm {pool_norm:g}) needs a weight >= 0 and "
                 "re-ranking with an ITM head (--rerank K > 0)"
             )
+        if itc_weight is None:
+            itc_weight = FUSED_ITC_WEIGHT
+        if not itc_weight >= 0:
+            raise ConfigError(f"the ITC weight (--itc-weight {itc_weight:g}) must be >= 0")
         coco = CocoPanopticDataset(root, split, strict=strict)
         if coco.skipped:
             notes.append(f"{len(coco.skipped)} record(s) of the data set skipped (use --strict)")
@@ -213,6 +221,7 @@ def evaluate_checkpoint(
             rerank=rerank,
             scene_facts=facts,
             pool_norm=pool_norm,
+            itc_weight=itc_weight,
         )
         if facts is not None:
             notes.append(
@@ -225,7 +234,7 @@ def evaluate_checkpoint(
         if rerank:
             notes.append(
                 f"R@K re-ranked: the {rerank} best ITC candidates of each query by ITM + "
-                f"{FUSED_ITC_WEIGHT} x ITC logit (ITC-only figures: *_itc)"
+                f"{itc_weight:g} x ITC logit (ITC-only figures: *_itc)"
             )
         if pool_norm:
             notes.append(
@@ -235,7 +244,7 @@ def evaluate_checkpoint(
             )
         if "relational_acc_fused" in metrics:
             notes.append(
-                f"hard negatives scored by ITM + {FUSED_ITC_WEIGHT} x ITC logit (ITM alone: "
+                f"hard negatives scored by ITM + {itc_weight:g} x ITC logit (ITM alone: "
                 "*_acc_itm, cosine alone: *_acc_itc)"
             )
         if (ckpt / TASK_FILE).is_file():

@@ -144,6 +144,11 @@ def hard_negative_triples(
     return triples
 
 
+#: weight w of the ITC logit in the fused match score ``ITM + w · τ⁻¹ · cos`` (re-ranking and
+#: the ``fused`` hard-negative scorer); chosen on the validation split (docs/results.md)
+FUSED_ITC_WEIGHT = 0.5
+
+
 def evaluate_retrieval(
     model: nn.Module,
     graph_dataset: Any,
@@ -156,6 +161,7 @@ def evaluate_retrieval(
     rerank: int = 0,
     scene_facts: Mapping[int, SceneFacts] | None = None,
     pool_norm: float = 0.0,
+    itc_weight: float = FUSED_ITC_WEIGHT,
 ) -> dict[str, float]:
     """Zero-shot (or fine-tuned) image-text retrieval with the diagnostics.
 
@@ -203,6 +209,9 @@ def evaluate_retrieval(
             transductive (a score depends on the other images of the pool), so its figures
             get their own keys, ``i2t_R@1_poolnorm`` … (and ``i2t_true@1_poolnorm`` with
             ``scene_facts``), and ``pool_norm``; the plain keys keep the per-query protocol.
+        itc_weight: ``w`` of the fused score ``ITM + w · τ⁻¹ · cos`` that re-ranking, the
+            pool count and the ``fused`` hard-negative scorer use (default
+            :data:`FUSED_ITC_WEIGHT`); reported as ``itc_weight`` when re-ranking.
 
     The *blind control* ``relational_acc_blind`` … scores every triple with the chosen scorer
     against another image (the next one in order): a model that reads the image falls to
@@ -224,6 +233,8 @@ def evaluate_retrieval(
     """
     if pool_norm < 0 or (pool_norm > 0 and rerank <= 0):
         raise ValueError(f"pool_norm must be >= 0 and needs rerank > 0, got {pool_norm}, {rerank}")
+    if not itc_weight >= 0:
+        raise ValueError(f"itc_weight must be >= 0, got {itc_weight}")
     if device is not None:
         model = model.to(resolve_device(device))
     captions: Mapping[int, Sequence[str]] = coco_dataset.captions
@@ -245,7 +256,9 @@ def evaluate_retrieval(
         if rerank > 0:
             if getattr(model, "itm_head", None) is None:
                 raise ValueError("rerank needs a model with an ITM head (itm_weight > 0)")
-            i2t_sim, t2i_sim = itm_rerank(model, graphs, texts, sim, rerank, batch_size)
+            i2t_sim, t2i_sim = itm_rerank(
+                model, graphs, texts, sim, rerank, batch_size, itc_weight=itc_weight
+            )
             i2t = retrieval_metrics(i2t_sim, owner_t)
             t2i = retrieval_metrics(t2i_sim, owner_t)
             itc = {f"{k}_itc": v for k, v in out.items() if k.startswith(("i2t_", "t2i_", "rsum"))}
@@ -256,9 +269,10 @@ def evaluate_retrieval(
             )
             out.update(itc)
             out["rerank_k"] = float(rerank)
+            out["itc_weight"] = float(itc_weight)
         pooled = None
         if pool_norm > 0:
-            counts = caption_match_counts(t2i_sim, sim, FUSED_ITC_WEIGHT, itc_logit_scale(model))
+            counts = caption_match_counts(t2i_sim, sim, itc_weight, itc_logit_scale(model))
             pooled = pool_normalize_i2t(i2t_sim, counts, pool_norm)
             out.update(
                 {
@@ -309,7 +323,7 @@ def evaluate_retrieval(
                     pos_s, neg_s = itm_pair_scores(model, graphs, triples, rows, batch_size)
                     pos_b, neg_b = itm_pair_scores(model, graphs, triples, blind_rows, batch_size)
                     if hard_negative_scorer != "itm":  # fused: ITM + w · τ⁻¹ · cos
-                        w = FUSED_ITC_WEIGHT * itc_logit_scale(model)
+                        w = itc_weight * itc_logit_scale(model)
                         itm = hard_negative_metrics(pos_s, neg_s, kinds)
                         out.update({f"{k}_itm": v for k, v in itm.items() if k.endswith("_acc")})
                         pos_s = pos_s + w * (img * pos_t).sum(-1)
@@ -378,9 +392,6 @@ def top1_false_reasons(
     return {f"{direction}_false@1_{r}": n / sim.shape[0] for r, n in counts.items()}
 
 
-#: weight w of the ITC logit in the fused match score ``ITM + w · τ⁻¹ · cos`` (re-ranking and
-#: the ``fused`` hard-negative scorer); chosen on the validation split (docs/results.md)
-FUSED_ITC_WEIGHT = 0.5
 # re-ranked candidates are lifted by this offset above every cosine in [-1, 1]
 _CANDIDATE_OFFSET = 1e4
 

@@ -124,9 +124,17 @@ def test_evaluate_retrieval_pool_norm_cli(scenes_root, tiny_checkpoint, tmp_path
     assert m["i2t_R@1_poolnorm"] <= m["i2t_R@5_poolnorm"] <= m["i2t_R@10_poolnorm"]
     assert m["i2t_R@1_poolnorm"] <= m["i2t_true@1_poolnorm"] <= 1.0
     assert any("transductive" in n for n in res["notes"])
+    assert m["itc_weight"] == 0.5 and any("ITM + 0.5 x ITC" in n for n in res["notes"])
     capsys.readouterr()
     assert main([*args, "--rerank", "0", "--pool-norm", "2"]) == 2
     assert "--pool-norm 2" in capsys.readouterr().err
+    assert main([*args, "--no-hard-negatives", "--itc-weight", "0.25", "--json", str(out)]) == 0
+    res = _json(out)
+    assert res["metrics"]["itc_weight"] == 0.25
+    assert any("ITM + 0.25 x ITC" in n for n in res["notes"])
+    capsys.readouterr()
+    assert main([*args, "--itc-weight", "-1"]) == 2
+    assert "--itc-weight -1" in capsys.readouterr().err
 
 
 def test_evaluate_retrieval_on_coco2017_layout(scenes_root, tiny_checkpoint, tmp_path, capsys):

@@ -38,6 +38,10 @@ def test_sweep_matches_evaluate_for_every_k(scenes_root, tiny_checkpoint, tmp_pa
         direct = evaluate(rerank=k)  # w = 0.5
         for key in ("i2t_R@1", "t2i_R@1"):
             assert table[f"K={k},w=0.5"][key] == pytest.approx(direct[key]), (k, key)
+        direct = evaluate(rerank=k, itc_weight=0.0)
+        assert direct["itc_weight"] == 0.0
+        for key in ("i2t_R@1", "t2i_R@1"):
+            assert table[f"K={k},w=0"][key] == pytest.approx(direct[key]), (k, key)
     assert "rows K, columns w" in capsys.readouterr().out
 
 
@@ -49,6 +53,13 @@ def test_sweep_pool_norm_matches_evaluate(scenes_root, tiny_checkpoint, tmp_path
             direct = evaluate(rerank=k, pool_norm=beta)
             got = table[f"K={k},w=0.5,pool_norm={beta}"]["i2t_R@1"]
             assert got == pytest.approx(direct["i2t_R@1_poolnorm"]), (k, beta)
+    table, _ = _sweep_and_evaluate(
+        scenes_root, tiny_checkpoint, tmp_path / "s0.json", ["--weights", "0", "--pool-norms", "3"]
+    )
+    direct = evaluate(rerank=6, pool_norm=3, itc_weight=0.0)
+    assert table["K=6,w=0,pool_norm=3"]["i2t_R@1"] == pytest.approx(direct["i2t_R@1_poolnorm"])
+    with pytest.raises(ValueError, match="itc_weight"):
+        evaluate(rerank=4, itc_weight=-1.0)
     assert "pool normalisation β = 3" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         rerank_sweep.main(
