@@ -1,7 +1,7 @@
 # neurogshn — one-command setup, tests and the main job.
 #   make pretrain   set up .venv, then run the default STL pre-training on the embedded scenes
 #   make pretrain-10k  the same recipe on 10,000 generated training images (about 5x longer)
-#   make pretrain-10k-sizes  then 8 more epochs from that run's checkpoint, size flips added
+#   make pretrain-10k-sizes  then 16 more epochs from that run's checkpoint, size flips added
 #   make test       set up .venv, then ruff, then the whole pytest suite
 # Everything the Makefile runs is offline with respect to model hubs.
 export HF_HUB_OFFLINE := 1
