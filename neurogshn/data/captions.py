@@ -15,6 +15,14 @@ negatives change one thing about the caption's first relation:
   circle" → "the large red circle"), or, where the caption names neither size, the wrong size
   is named. Attribute swaps exchange sizes only when both are named and differ, which is rare,
   so without this kind nothing in the data asks a model to read sizes.
+- ``count_flip`` (captions of the ``count`` template only): the number of objects is off by
+  one ("there are four objects, …" → "there are five objects, …"; one more, or one fewer
+  when the scene already has the most objects a caption can name). Without it, a count is
+  told apart only from other images' captions, and counting was the largest cause of a false
+  first candidate in retrieval (docs/results.md);
+- ``stuff_replace`` (captions of the ``background`` template only): the background is named
+  after a stuff class the scene does not have ("… and there is grass in the background" →
+  "… and there is water in the background").
 
 Generation is template-based; *truth* is not: every caption is checked true and every
 negative false by :mod:`neurogshn.data.logic` from the scene's geometry. A negative that the
@@ -35,7 +43,7 @@ from neurogshn.data.logic import (
     evaluate,
     true_relations,
 )
-from neurogshn.data.vocabulary import COLORS, NUMBER_WORDS, SHAPES, SIZES
+from neurogshn.data.vocabulary import COLORS, NUMBER_WORDS, SHAPES, SIZES, STUFF
 
 #: Hard-negative kinds, in the order of the ``hard_negatives_{split}.json`` fields.
 HARD_NEGATIVE_KINDS: tuple[str, ...] = (
@@ -43,6 +51,8 @@ HARD_NEGATIVE_KINDS: tuple[str, ...] = (
     "attribute_swap",
     "object_replace",
     "size_flip",
+    "count_flip",
+    "stuff_replace",
 )
 
 #: Caption templates. ``{A}``/``{B}`` are noun phrases (without determiner), ``{R}`` a
@@ -189,6 +199,26 @@ def size_flips(spec: CaptionSpec, scene: SceneFacts) -> list[CaptionSpec]:
     return named + unnamed
 
 
+def count_flips(spec: CaptionSpec) -> list[CaptionSpec]:
+    """Candidates with the stated number of objects one more, then one fewer (a ``count``
+    caption only; numbers outside ``NUMBER_WORDS`` or below one are skipped). Needs no random
+    draw, like :func:`size_flips`."""
+    if spec.template != "count" or spec.n is None:
+        return []
+    return [replace(spec, n=n) for n in (spec.n + 1, spec.n - 1) if 1 <= n < len(NUMBER_WORDS)]
+
+
+def stuff_replacements(spec: CaptionSpec, scene: SceneFacts) -> list[CaptionSpec]:
+    """Candidates naming a background stuff class absent from ``scene`` (a ``background``
+    caption only), in ``STUFF`` order starting after the stated one: no random draw, so the
+    other files of a generated data set stay as they were."""
+    if spec.template != "background" or spec.stuff is None or spec.stuff not in STUFF:
+        return []
+    start = STUFF.index(spec.stuff)
+    names = [STUFF[(start + k) % len(STUFF)] for k in range(1, len(STUFF))]
+    return [replace(spec, stuff=name) for name in names if name not in scene.stuff]
+
+
 def absent_phrase(
     scene: SceneFacts, rng: np.random.Generator, like: NounPhrase
 ) -> NounPhrase | None:
@@ -235,5 +265,15 @@ def hard_negatives(
         text = accept(cand)
         if text is not None:
             out["size_flip"] = text
+            break
+    for cand in count_flips(spec):
+        text = accept(cand)
+        if text is not None:
+            out["count_flip"] = text
+            break
+    for cand in stuff_replacements(spec, scene):
+        text = accept(cand)
+        if text is not None:
+            out["stuff_replace"] = text
             break
     return out

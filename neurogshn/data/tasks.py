@@ -39,6 +39,8 @@ class HardNegativeItem:
     attribute_swap: str | None
     object_replace: str | None
     size_flip: str | None = None
+    count_flip: str | None = None
+    stuff_replace: str | None = None
 
     def negatives(self) -> dict[str, str]:
         """``{kind: text}`` of the non-null negatives."""
@@ -201,8 +203,9 @@ def load_hard_negatives(
     spec = {"image_id": _int, "caption_index": _int, "caption": _text}
     spec |= dict.fromkeys(HARD_NEGATIVE_KINDS, _opt_text)
     for k, item in enumerate(data["items"]):
-        # files written before size_flip existed (benchmark version 1) have no such field
-        f = r.fields(k, item, spec, optional=("size_flip",))
+        # files written before size_flip (benchmark version 1) or count_flip and
+        # stuff_replace (version 2) existed have no such field
+        f = r.fields(k, item, spec, optional=("size_flip", "count_flip", "stuff_replace"))
         if f is not None and r.known(k, f["image_id"]):
             items.append(HardNegativeItem(**f))
     return r.done(items, list(HARD_NEGATIVE_KINDS))

@@ -44,6 +44,8 @@ HARD_NEGATIVE_KINDS: dict[str, str] = {
     "attribute_swap": "attribute_acc",
     "object_replace": "object_acc",
     "size_flip": "size_acc",
+    "count_flip": "count_acc",
+    "stuff_replace": "stuff_acc",
 }
 
 
@@ -332,11 +334,12 @@ def hard_negative_metrics(
         positive_scores: score of the true caption, one per triple.
         negative_scores: score of the negative caption, one per triple.
         kinds: kind of each triple: ``relation_swap``, ``attribute_swap``,
-            ``object_replace`` or ``size_flip`` (other names are reported as ``<kind>_acc``).
+            ``object_replace``, ``size_flip``, ``count_flip`` or ``stuff_replace`` (other
+            names are reported as ``<kind>_acc``).
 
     Returns:
-        ``relational_acc``, ``attribute_acc``, ``object_acc``, ``size_acc`` (for the kinds
-        present) with
+        ``relational_acc``, ``attribute_acc``, ``object_acc``, ``size_acc``, ``count_acc``,
+        ``stuff_acc`` (for the kinds present) with
         their counts ``relational_n`` …, and ``hard_negative_acc`` over all triples.
     """
     pos = _as_tensor(positive_scores).to(torch.float64).reshape(-1)

@@ -703,6 +703,8 @@ def summarize_retrieval(metrics: Mapping[str, float]) -> str:
         ("relational_acc", "relational"),
         ("attribute_acc", "attribute"),
         ("size_acc", "size"),
+        ("count_acc", "count"),
+        ("stuff_acc", "stuff"),
     ):
         value = metrics.get(key)
         if value is not None and not math.isnan(value):

@@ -293,6 +293,8 @@ SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("attribute_acc", "attribute hard-neg. acc. (ITC)"),
     ("object_acc", "object hard-neg. acc. (ITC)"),
     ("size_acc", "size hard-neg. acc. (ITC)"),
+    ("count_acc", "count hard-neg. acc. (ITC)"),
+    ("stuff_acc", "stuff hard-neg. acc. (ITC)"),
     ("rsum", "rsum (max 600)"),
 )
 

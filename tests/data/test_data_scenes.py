@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from neurogshn.data.captions import (
+    HARD_NEGATIVE_KINDS,
+    CaptionSpec,
+    count_flips,
+    stuff_replacements,
+)
 from neurogshn.data.coco import CocoPanopticDataset
 from neurogshn.data.logic import (
     RELATION_DOMINANCE,
     RELATION_MARGIN,
+    NounPhrase,
     Relation,
     SceneFacts,
     answer,
@@ -28,7 +36,15 @@ from neurogshn.data.scenes import (
     make_scene,
     render_scene,
 )
-from neurogshn.data.vocabulary import COLOR_RGB, COLORS, SHAPES, SIZES, STUFF, vqa_answers
+from neurogshn.data.vocabulary import (
+    COLOR_RGB,
+    COLORS,
+    NUMBER_WORDS,
+    SHAPES,
+    SIZES,
+    STUFF,
+    vqa_answers,
+)
 from neurogshn.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -181,7 +197,7 @@ def test_captions_true_and_negatives_false(scenes_root: Path, facts) -> None:
         for it in hn["items"]:
             scene = facts[split][it["image_id"]]
             assert by_image[it["image_id"]][it["caption_index"]] == it["caption"]
-            for kind in ("relation_swap", "attribute_swap", "object_replace", "size_flip"):
+            for kind in HARD_NEGATIVE_KINDS:
                 neg = it[kind]
                 if neg is None:
                     continue
@@ -200,6 +216,19 @@ def test_captions_true_and_negatives_false(scenes_root: Path, facts) -> None:
     assert kinds["relation_swap"] == n_items and kinds["object_replace"] == n_items
     assert kinds["size_flip"] == n_items
     assert kinds["attribute_swap"] > n_items // 2
+    # a count flip exactly for the captions of the count template
+    counts = sum(
+        cap.startswith("there are ")
+        for s in SPLITS
+        for cap in (
+            a["caption"]
+            for a in json.loads((scenes_root / "annotations" / f"captions_{s}.json").read_text())[
+                "annotations"
+            ]
+        )
+    )
+    assert 0 < kinds["count_flip"] == counts
+    assert kinds["stuff_replace"] > 0
 
 
 def test_relation_swap_keeps_words(scenes_root: Path) -> None:
@@ -233,6 +262,67 @@ def test_size_flip_changes_one_size(scenes_root: Path) -> None:
                 assert len(extra) == len([w for w in cap if w in SIZES]) + 1, it
                 added += 1
     assert flipped > 0 and added > 0
+
+
+def test_count_flip_changes_the_number_by_one(scenes_root: Path) -> None:
+    """A count flip differs from its caption only in the number, which is off by one."""
+    seen: Counter = Counter()
+    for split in SPLITS:
+        path = scenes_root / "annotations" / f"hard_negatives_{split}.json"
+        for it in json.loads(path.read_text())["items"]:
+            if it["count_flip"] is None:
+                assert not it["caption"].startswith("there are "), it
+                continue
+            cap, neg = it["caption"].split(), it["count_flip"].split()
+            diff = [(a, b) for a, b in zip(cap, neg, strict=True) if a != b]
+            assert len(diff) == 1 and diff[0][0] in NUMBER_WORDS, it
+            old, new = (NUMBER_WORDS.index(w) for w in diff[0])
+            assert abs(old - new) == 1, it
+            seen[new - old] += 1
+    assert seen[1] > 0
+
+
+def test_count_flips() -> None:
+    a = NounPhrase("circle", "red", None)
+    b = NounPhrase("square", "blue", None)
+    spec = CaptionSpec("count", a, "left of", b, n=3)
+    assert [c.n for c in count_flips(spec)] == [4, 2]
+    assert [c.n for c in count_flips(replace(spec, n=len(NUMBER_WORDS) - 1))] == [
+        len(NUMBER_WORDS) - 2
+    ]
+    assert [c.n for c in count_flips(replace(spec, n=1))] == [2]
+    assert count_flips(replace(spec, template="plain", n=None)) == []
+    assert count_flips(spec)[0].render() == (
+        "there are four objects, and the red circle is left of the blue square."
+    )
+
+
+def test_stuff_replace_names_an_absent_stuff(scenes_root: Path, facts) -> None:
+    """A stuff replacement differs from its background caption only in the stuff word, which
+    names a class the scene does not have."""
+    n = 0
+    for split in SPLITS:
+        path = scenes_root / "annotations" / f"hard_negatives_{split}.json"
+        for it in json.loads(path.read_text())["items"]:
+            if it["stuff_replace"] is None:
+                continue
+            cap, neg = it["caption"].split(), it["stuff_replace"].split()
+            diff = [(a, b) for a, b in zip(cap, neg, strict=True) if a != b]
+            assert len(diff) == 1 and set(diff[0]) <= set(STUFF), it
+            assert diff[0][1] not in facts[split][it["image_id"]].stuff, it
+            n += 1
+    assert n > 0
+
+
+def test_stuff_replacements() -> None:
+    a = NounPhrase("circle", "red", None)
+    b = NounPhrase("square", "blue", None)
+    spec = CaptionSpec("background", a, "left of", b, stuff=STUFF[1])
+    scene = SceneFacts((), (STUFF[1], STUFF[2]))
+    assert [c.stuff for c in stuff_replacements(spec, scene)] == [STUFF[3], STUFF[0]]
+    assert stuff_replacements(replace(spec, template="plain", stuff=None), scene) == []
+    full = SceneFacts((), STUFF)
+    assert stuff_replacements(spec, full) == []
 
 
 def test_relations_have_margin(scenes_root: Path, facts) -> None:

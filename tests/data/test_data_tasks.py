@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from neurogshn.data.captions import HARD_NEGATIVE_KINDS
 from neurogshn.data.coco import CocoPanopticDataset
 from neurogshn.data.logic import (
     SceneFacts,
@@ -41,7 +42,7 @@ def test_loaders_on_generated_files(scenes_root: Path) -> None:
         tf = load_task(scenes_root, task, "val", image_ids=ids, strict=True)
         assert len(tf) > 0 and all(isinstance(i, cls) for i in tf) and tf.skipped == []
     hn = load_hard_negatives(task_path(scenes_root, "hard_negatives", "val"))
-    kinds = {"relation_swap", "attribute_swap", "object_replace", "size_flip"}
+    kinds = set(HARD_NEGATIVE_KINDS)
     assert set(hn.items[0].negatives()) <= kinds
     assert all("size_flip" in item.negatives() for item in hn.items)
     assert load_task(scenes_root, "vqa", "val").labels[-2:] == ["yes", "no"]
@@ -60,10 +61,19 @@ def test_hard_negatives_without_size_flip(tmp_path: Path) -> None:
     path = tmp_path / "hard_negatives_val.json"
     path.write_text(json.dumps({"version": 1, "items": [item]}))
     tf = load_hard_negatives(path, strict=True)
-    assert tf.skipped == [] and tf.items[0].size_flip is None
+    assert tf.skipped == [] and tf.items[0].size_flip is None and tf.items[0].count_flip is None
     assert tf.items[0].negatives() == {"relation_swap": item["relation_swap"]}
     path.write_text(json.dumps({"version": 1, "items": [{**item, "size_flip": 3}]}))
     with pytest.raises(DataError, match="size_flip"):
+        load_hard_negatives(path, strict=True)
+    # benchmark version 2: size flips, no count flips
+    path.write_text(json.dumps({"version": 1, "items": [{**item, "size_flip": "x"}]}))
+    assert load_hard_negatives(path, strict=True).items[0].negatives() == {
+        "relation_swap": item["relation_swap"],
+        "size_flip": "x",
+    }
+    path.write_text(json.dumps({"version": 1, "items": [{**item, "count_flip": ["four"]}]}))
+    with pytest.raises(DataError, match="count_flip"):
         load_hard_negatives(path, strict=True)
 
 
