@@ -2,6 +2,7 @@
 #   make pretrain   set up .venv, then run the default STL pre-training on the embedded scenes
 #   make pretrain-10k  the same recipe on 10,000 generated training images (about 5x longer)
 #   make pretrain-10k-sizes  then 16 more epochs from that run's checkpoint, size flips added
+#   make pretrain-10k-counts  then 4 more epochs, count flips and background swaps added
 #   make test       set up .venv, then ruff, then the whole pytest suite
 # Everything the Makefile runs is offline with respect to model hubs.
 export HF_HUB_OFFLINE := 1
@@ -24,12 +25,13 @@ SETUP_HASH := $(shell cat $(SETUP_INPUTS) | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.setup-$(SETUP_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint pretrain pretrain-10k pretrain-10k-sizes clean-venv help
+.PHONY: setup test lint pretrain pretrain-10k pretrain-10k-sizes pretrain-10k-counts clean-venv help
 
 help:
 	@echo "make pretrain   set up, then pretrain GSHN with STL on the embedded relational scenes"
 	@echo "make pretrain-10k  the same on 10,000 training images (about 5x longer, better retrieval)"
 	@echo "make pretrain-10k-sizes  continue the newest pretrain-10k run with size flips (FROM=DIR to choose)"
+	@echo "make pretrain-10k-counts  continue the newest pretrain-10k-sizes run with count flips (FROM=DIR)"
 	@echo "make test       set up, then ruff + the whole test suite"
 	@echo "make setup      only create/refresh .venv"
 
@@ -72,6 +74,15 @@ pretrain-10k-sizes: setup
 	fi; \
 	echo "continuing from $$from"; \
 	$(PY) examples/pretrain_stl.py --config configs/pretrain_10k_sizes.json --set "model.init_from=\"$$from\""
+
+# The third stage starts from a pretrain-10k-sizes checkpoint: FROM, or the newest run's final/.
+pretrain-10k-counts: setup
+	@from="$${FROM:-$$(ls -d runs/pretrain_10k_sizes/*/final 2>/dev/null | sort | tail -n 1)}"; \
+	if [ -z "$$from" ]; then \
+		echo "no runs/pretrain_10k_sizes/*/final: run make pretrain-10k-sizes first, or pass FROM=DIR" >&2; exit 2; \
+	fi; \
+	echo "continuing from $$from"; \
+	$(PY) examples/pretrain_stl.py --config configs/pretrain_10k_counts.json --set "model.init_from=\"$$from\""
 
 clean-venv:
 	rm -rf $(VENV)

@@ -67,6 +67,8 @@ class ITMHead(CrossModalEncoder):
         token_position: add a learned token-index embedding to the caption tokens.
         max_tokens: positions of that embedding (at least the tokenizer's length).
         relation_classes: size of the masked-relation classifier (0: none).
+        attention_sink: every cross-attention also attends to a learned null node, which
+            lets the head count (:mod:`neurogshn.model.crossmodal`).
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
@@ -85,9 +87,18 @@ class ITMHead(CrossModalEncoder):
         token_position: bool = False,
         max_tokens: int = 64,
         relation_classes: int = 0,
+        attention_sink: bool = False,
     ) -> None:
         super().__init__(
-            dim, heads, layers, dropout, node_position, self_attention, token_position, max_tokens
+            dim,
+            heads,
+            layers,
+            dropout,
+            node_position,
+            self_attention,
+            token_position,
+            max_tokens,
+            attention_sink,
         )
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, 2)

@@ -90,6 +90,12 @@ class GSHNConfig:
             ITM; :mod:`neurogshn.losses.relation`); > 0 builds the relation classifier, whose
             log-probability then joins the ITM match score. Checkpoints predating it load with 0.
         itm_relation_vocab: the relation phrases it predicts (default: the benchmark's).
+        itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
+            node, so that it can count nodes (softmax attention over the nodes alone cannot;
+            :mod:`neurogshn.model.crossmodal`). Off by default and in checkpoints predating it;
+            a model trained without it grows one with ``GSHN.from_pretrained(dir,
+            overrides={"itm_attention_sink": True})`` (``model.init_from`` with
+            ``model.overrides`` in training).
     """
 
     node_features: int = DEFAULT_NODE_FEATURES
@@ -130,6 +136,7 @@ class GSHNConfig:
     itm_grounding_weight: float = 1.0
     itm_relation_weight: float = 1.0
     itm_relation_vocab: tuple[str, ...] = RELATIONS
+    itm_attention_sink: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):

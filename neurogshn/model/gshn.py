@@ -20,6 +20,8 @@ config is positive, so a weight of 0 leaves no unused parameter.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -40,6 +42,8 @@ from neurogshn.model.spiking import SpikingEncoder
 from neurogshn.model.text import TextEncoder, TextEncoding
 from neurogshn.utils.io import atomic_path, write_json_atomic
 from neurogshn.utils.runtime import resolve_device
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -206,6 +210,7 @@ class GSHN(nn.Module):
                 token_position=c.itm_token_position,
                 max_tokens=c.text_max_length,
                 relation_classes=len(c.itm_relation_vocab) if c.itm_relation_weight > 0 else 0,
+                attention_sink=c.itm_attention_sink,
             )
 
     # ------------------------------------------------------------------ construction
@@ -452,14 +457,26 @@ class GSHN(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | PathLike[str], device: str | torch.device | None = None
+        cls,
+        directory: str | PathLike[str],
+        device: str | torch.device | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> GSHN:
         """Load a model directory written by :meth:`save_pretrained` (or a training checkpoint).
+
+        Args:
+            directory: the model directory (``config.json`` + ``model.safetensors``).
+            device: where to put the model (default CPU).
+            overrides: ``GSHNConfig`` fields to change before loading, to continue training
+                a grown model (e.g. ``{"itm_attention_sink": True}``): parameters the changed
+                configuration adds keep their fresh initialisation (they are logged); every
+                tensor of the file must still fit the new model.
 
         Raises:
             CheckpointError: missing directory/file, invalid config, a pickle (or other non-
                 safetensors) weights file, a truncated or corrupt file, or weights of another
                 configuration (the keys are named).
+            ConfigError: ``overrides`` that name an unknown field or an invalid value.
         """
         root = Path(directory)
         if not root.is_dir():
@@ -482,13 +499,18 @@ class GSHN(nn.Module):
             raise CheckpointError(cfg_path, f"not valid JSON: {exc}") from None
         except ConfigError as exc:
             raise CheckpointError(cfg_path, str(exc)) from None
+        if overrides:
+            config = GSHNConfig.from_dict({**config.to_dict(), **dict(overrides)})
         state = load_safetensors_checked(w_path)
         try:
             model = cls(config)
         except ConfigError as exc:
             raise CheckpointError(cfg_path, str(exc)) from None
         expected = model.state_dict()
-        missing = sorted(set(expected) - set(state))
+        added = sorted(set(expected) - set(state)) if overrides else []
+        if added:
+            log.info("%s: new parameters (freshly initialised): %s", root, ", ".join(added))
+        missing = sorted(set(expected) - set(state) - set(added))
         unexpected = sorted(set(state) - set(expected))
         shapes = sorted(
             f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
@@ -509,7 +531,7 @@ class GSHN(nn.Module):
                 w_path,
                 "weights do not match config.json (another configuration?): " + "; ".join(parts),
             )
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=not added)
         return model.to(resolve_device(device))
 
 

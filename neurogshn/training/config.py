@@ -71,7 +71,10 @@ class DataConfig:
             ``relation_swap``, ``attribute_swap``, ``object_replace``, ``size_flip``,
             ``count_flip``, ``stuff_replace`` (``size_flip`` is opt-in: it teaches sizes but
             cost image→text R@1 in the measurements of docs/results.md; the last two are
-            opt-in as well).
+            opt-in as well). A step draws one uniformly among the listed kinds the caption
+            has; a kind listed ``k`` times is drawn ``k`` times as often (``count_flip`` and
+            ``stuff_replace`` exist for few captions, configs/pretrain_10k_counts.json lists
+            them four times).
         strict: stop at the first bad record instead of skipping it.
         warm_text_cache: before training, run every training caption and hard negative through
             the frozen text layers once, in a fixed order (memoised states then never depend
@@ -109,7 +112,9 @@ class ModelSpec:
 
     Args:
         name: a named model configuration of :mod:`neurogshn.model`.
-        overrides: ``GSHNConfig`` fields to override (validated by the model's config).
+        overrides: ``GSHNConfig`` fields to override (validated by the model's config); with
+            ``init_from``, changes to the saved model's configuration (parameters they add
+            start fresh, e.g. ``itm_attention_sink``).
         init_from: start from the weights of a checkpoint directory instead (``None``: random).
     """
 

@@ -141,7 +141,9 @@ def build_model(cfg: TrainConfig, graphs: Any) -> torch.nn.Module:
     from neurogshn.model.gshn import GSHN
 
     if cfg.model.init_from is not None:
-        return GSHN.from_pretrained(cfg.model.init_from)
+        # model.overrides grow the saved model (e.g. itm_attention_sink); loss weights come
+        # from the saved config
+        return GSHN.from_pretrained(cfg.model.init_from, overrides=cfg.model.overrides or None)
     overrides = dict(cfg.model.overrides)
     overrides.setdefault("node_features", int(graphs.feature_dim))
     overrides.setdefault("edge_features", int(graphs.edge_dim))

@@ -131,3 +131,27 @@ def test_10k_sizes_config_is_a_second_stage_of_the_10k_recipe() -> None:
     assert "configs/pretrain_10k_sizes.json" in makefile
     # The target looks for the first stage's runs where that config writes them.
     assert f"ls -d {first.checkpoint.out_dir}/*/final" in makefile
+
+
+def test_10k_counts_config_is_a_third_stage_of_the_10k_recipe() -> None:
+    """configs/pretrain_10k_counts.json continues a pretrain_10k_sizes checkpoint on the same
+    data with count flips and background swaps added (each listed four times: they exist for
+    few captions), at a lower learning rate; its Makefile target finds the second stage."""
+    second = TrainConfig.from_json(CONFIGS / "pretrain_10k_sizes.json")
+    third = TrainConfig.from_json(CONFIGS / "pretrain_10k_counts.json")
+    assert set(second.diff(third)) <= {
+        "checkpoint.out_dir",
+        "data.hard_negative_kinds",
+        "model.overrides",
+        "optim.lr",
+        "schedule.epochs",
+    }
+    assert third.data.root == second.data.root
+    kinds = list(third.data.hard_negative_kinds)
+    assert kinds[: len(second.data.hard_negative_kinds)] == list(second.data.hard_negative_kinds)
+    assert kinds.count("count_flip") == kinds.count("stuff_replace") == 4
+    assert third.optim.lr < second.optim.lr
+    assert third.model.init_from is None  # make pretrain-10k-counts [FROM=DIR]
+    makefile = (CONFIGS.parent / "Makefile").read_text()
+    assert "configs/pretrain_10k_counts.json" in makefile
+    assert f"ls -d {second.checkpoint.out_dir}/*/final" in makefile
