@@ -244,12 +244,11 @@ def hard_negatives(
             return text
         return None
 
+    def first_accepted(candidates: list[CaptionSpec]) -> str | None:
+        return next((t for t in map(accept, candidates) if t is not None), None)
+
     out["relation_swap"] = accept(relation_swap(spec))
-    for cand in attribute_swaps(spec):
-        text = accept(cand)
-        if text is not None:
-            out["attribute_swap"] = text
-            break
+    out["attribute_swap"] = first_accepted(attribute_swaps(spec))
     replace_object = bool(rng.random() < 0.5)
     for which in (replace_object, not replace_object):
         target = spec.b if which else spec.a
@@ -261,19 +260,7 @@ def hard_negatives(
         if text is not None:
             out["object_replace"] = text
             break
-    for cand in size_flips(spec, scene):
-        text = accept(cand)
-        if text is not None:
-            out["size_flip"] = text
-            break
-    for cand in count_flips(spec):
-        text = accept(cand)
-        if text is not None:
-            out["count_flip"] = text
-            break
-    for cand in stuff_replacements(spec, scene):
-        text = accept(cand)
-        if text is not None:
-            out["stuff_replace"] = text
-            break
+    out["size_flip"] = first_accepted(size_flips(spec, scene))
+    out["count_flip"] = first_accepted(count_flips(spec))
+    out["stuff_replace"] = first_accepted(stuff_replacements(spec, scene))
     return out
