@@ -142,10 +142,11 @@ def test_10k_counts_config_is_a_third_stage_of_the_10k_recipe() -> None:
     assert set(second.diff(third)) <= {
         "checkpoint.out_dir",
         "data.hard_negative_kinds",
-        "model.overrides",
+        "model.overrides.itm_attention_sink",
         "optim.lr",
         "schedule.epochs",
     }
+    assert third.model.overrides == {"itm_attention_sink": True}  # grown on loading
     assert third.data.root == second.data.root
     kinds = list(third.data.hard_negative_kinds)
     assert kinds[: len(second.data.hard_negative_kinds)] == list(second.data.hard_negative_kinds)
