@@ -18,8 +18,8 @@ negatives change one thing about the caption's first relation:
 - ``count_flip`` (captions of the ``count`` template only): the number of objects is off by
   one ("there are four objects, …" → "there are five objects, …"; one more, or one fewer
   when the scene already has the most objects a caption can name). Without it, a count is
-  told apart only from other images' captions, and counting was the largest cause of a false
-  first candidate in retrieval (docs/results.md);
+  told apart only from other images' captions, and a wrong count was, with a wrong relation,
+  the largest cause of a false first candidate in retrieval (docs/results.md);
 - ``stuff_replace`` (captions of the ``background`` template only): the background is named
   after a stuff class the scene does not have ("… and there is grass in the background" →
   "… and there is water in the background").

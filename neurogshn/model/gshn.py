@@ -507,10 +507,11 @@ class GSHN(nn.Module):
         except ConfigError as exc:
             raise CheckpointError(cfg_path, str(exc)) from None
         expected = model.state_dict()
-        added = sorted(set(expected) - set(state)) if overrides else []
+        absent = sorted(set(expected) - set(state))
+        # with overrides, absent tensors are the parameters the new configuration adds
+        added, missing = (absent, []) if overrides else ([], absent)
         if added:
             log.info("%s: new parameters (freshly initialised): %s", root, ", ".join(added))
-        missing = sorted(set(expected) - set(state) - set(added))
         unexpected = sorted(set(state) - set(expected))
         shapes = sorted(
             f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
