@@ -31,6 +31,9 @@ WEIGHT_ALIASES = {"itc": "itc_weight", "cl": "cl_weight", "stl": "stl_weight", "
 #: head such a checkpoint holds (used when its config.json lacks them).
 LEGACY_ITM_FIELDS: dict[str, Any] = {"itm_token_position": False, "itm_relation_weight": 0.0}
 
+#: Which relation phrases masked relation prediction masks (``itm_relation_mentions``).
+RELATION_MENTIONS: tuple[str, ...] = ("first", "all")
+
 DEFAULT_NODE_FEATURES = 494
 DEFAULT_EDGE_FEATURES = 9
 
@@ -90,6 +93,11 @@ class GSHNConfig:
             ITM; :mod:`neurogshn.losses.relation`); > 0 builds the relation classifier, whose
             log-probability then joins the ITM match score. Checkpoints predating it load with 0.
         itm_relation_vocab: the relation phrases it predicts (default: the benchmark's).
+        itm_relation_mentions: which relation phrases of a caption are masked and predicted,
+            in training and in the match score: ``"first"`` (the first one; checkpoints
+            predating this field) or ``"all"`` (each in turn, their log-probabilities summed in
+            the score). With ``"first"`` a second relation ("…, and the C is above the D") is
+            read by nothing: measured at chance (docs/results.md, session 14).
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;
             :mod:`neurogshn.model.crossmodal`). Off by default and in checkpoints predating it;
@@ -137,6 +145,7 @@ class GSHNConfig:
     itm_relation_weight: float = 1.0
     itm_relation_vocab: tuple[str, ...] = RELATIONS
     itm_attention_sink: bool = False
+    itm_relation_mentions: str = "first"
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
@@ -184,6 +193,11 @@ class GSHNConfig:
         ):
             if getattr(self, name) < 0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.itm_relation_mentions not in RELATION_MENTIONS:
+            bad(
+                f"itm_relation_mentions must be one of {RELATION_MENTIONS}, "
+                f"got {self.itm_relation_mentions!r}"
+            )
         uses_snn = self.mode != "gat_only"
         if self.cl_weight > 0:
             if not uses_snn:

@@ -338,7 +338,9 @@ class GSHN(nn.Module):
         r"""Log-probability of the relation each text states, given its image, by masked
         relation prediction (:mod:`neurogshn.losses.relation`): :math:`\log p(r_i \mid
         \text{image}_i, \text{text}_i \text{ with } r_i \text{ masked})`; 0 for a text that
-        states no relation of ``itm_relation_vocab``.
+        states no relation of ``itm_relation_vocab``. With ``itm_relation_mentions="all"``
+        the sum of that log-probability over every relation the text states (each masked in
+        turn), else the first relation's alone.
 
         Shapes:
             returns ``B`` (pairs (image ``i``, text ``i``)).
@@ -349,13 +351,14 @@ class GSHN(nn.Module):
             return out
         rows, logp, relation = found
         stated = logp.gather(1, relation[:, None]).squeeze(1)
-        return out.index_put((rows,), stated.to(out.dtype))
+        return out.index_put((rows,), stated.to(out.dtype), accumulate=True)
 
     def _relation_log_probs(
-        self, image: ImageEncoding, texts: list[str]
+        self, image: ImageEncoding, texts: list[str], mentions: str | None = None
     ) -> tuple[Tensor, Tensor, Tensor] | None:
-        """``(rows, log p over the relation vocabulary, stated relation)`` of the texts that
-        state a relation (see :func:`~neurogshn.losses.relation.masked_relation_logits`)."""
+        """``(rows, log p over the relation vocabulary, stated relation)`` of the relations
+        the texts state (see :func:`~neurogshn.losses.relation.masked_relation_logits`; a row
+        appears once per masked relation, as ``mentions`` or ``itm_relation_mentions`` say)."""
         from neurogshn.losses.relation import masked_relation_logits
 
         head = getattr(self, "itm_head", None)
@@ -363,7 +366,7 @@ class GSHN(nn.Module):
             raise ConfigError("this model has no relation classifier (itm_relation_weight=0)")
         nodes, node_mask = image.dense_nodes()
         pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
-        found = masked_relation_logits(self, texts, nodes, node_mask, pos)
+        found = masked_relation_logits(self, texts, nodes, node_mask, pos, mentions)
         if found is None:
             return None
         rows, logits, relation = found
@@ -389,8 +392,9 @@ class GSHN(nn.Module):
 
         with ``s`` the ITM match score (:meth:`itm_scores` without the relation term), ``h``
         1 when the text states a relation of ``itm_relation_vocab`` (then the next ``1 + 2R``
-        entries come from masked relation prediction, log-probabilities clamped at -20;
-        else they are 0). Without a relation classifier only ``s`` is returned.
+        entries come from masked relation prediction of its first relation, whatever
+        ``itm_relation_mentions`` says, so that the width is fixed; log-probabilities clamped
+        at -20; else they are 0). Without a relation classifier only ``s`` is returned.
 
         Why: a yes/no question or a statement such as "is the red cube left of the ball?"
         is answered by comparing where two named objects are, which pretraining taught the
@@ -405,7 +409,7 @@ class GSHN(nn.Module):
             return score
         r = len(self.config.itm_relation_vocab)
         rel = score.new_zeros(score.shape[0], 2 + 2 * r)
-        found = self._relation_log_probs(image, texts)
+        found = self._relation_log_probs(image, texts, mentions="first")
         if found is not None:
             rows, logp, relation = found
             logp = logp.clamp_min(-20.0).to(rel.dtype)

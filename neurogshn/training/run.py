@@ -200,7 +200,10 @@ def warm_text_cache(
 
         # the masked captions of masked relation prediction are encoded too
         captions = [str(c) for i in sorted(source.captions) for c in source.captions[i]]
-        texts.extend(relation_targets(captions, config.itm_relation_vocab, encoder.mask_token)[1])
+        mentions = getattr(config, "itm_relation_mentions", "first")
+        texts.extend(
+            relation_targets(captions, config.itm_relation_vocab, encoder.mask_token, mentions)[1]
+        )
     texts = list(dict.fromkeys(texts))
     if hasattr(encoder, "clear_cache"):
         encoder.clear_cache()

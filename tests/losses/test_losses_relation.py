@@ -7,7 +7,12 @@ import torch
 
 from neurogshn.data.vocabulary import RELATIONS
 from neurogshn.losses.itm import ITMHead
-from neurogshn.losses.relation import mask_relation, relation_targets
+from neurogshn.losses.relation import (
+    mask_relation,
+    mask_relations,
+    masked_relation_logits,
+    relation_targets,
+)
 
 
 def test_mask_relation_first_phrase_longest_match_and_case():
@@ -36,6 +41,75 @@ def test_relation_targets_rows_texts_classes():
     )
     assert rows == [0, 2] and classes == [2, 1]
     assert texts == ["a circle [MASK] a square", "a cross [MASK] a square"]
+
+
+TWO = "the red circle is left of the cube, and the cube is above the cone."
+
+
+def test_mask_relations_one_copy_per_phrase_in_order():
+    assert mask_relations(TWO, RELATIONS, "[M]") == [
+        ("the red circle is [M] the cube, and the cube is above the cone.", 0),
+        ("the red circle is left of the cube, and the cube is [M] the cone.", 2),
+    ]
+    assert mask_relations("there is grass", RELATIONS, "[M]") == []
+    assert mask_relations(TWO, (), "[M]") == []
+    # mask_relation is the first of them
+    assert mask_relation(TWO, RELATIONS, "[M]") == mask_relations(TWO, RELATIONS, "[M]")[0]
+
+
+def test_relation_targets_all_mentions_repeat_rows():
+    captions = ["there is grass", TWO, "a cross right of a square"]
+    first = relation_targets(captions, RELATIONS, "[M]")
+    assert first == relation_targets(captions, RELATIONS, "[M]", "first")
+    assert first[0] == [1, 2] and first[2] == [0, 1]
+    rows, texts, classes = relation_targets(captions, RELATIONS, "[M]", "all")
+    assert rows == [1, 1, 2] and classes == [0, 2, 1]
+    assert texts[1] == "the red circle is left of the cube, and the cube is [M] the cone."
+    with pytest.raises(ValueError, match="mentions"):
+        relation_targets(captions, RELATIONS, "[M]", "second")
+
+
+def test_relation_scores_sum_every_mention_with_all(tiny_model, make_batch):
+    """With itm_relation_mentions="all" a two-relation caption's relation term is the sum of
+    the log-probabilities of both stated relations, each predicted with its own phrase
+    masked; a one-relation caption scores as with "first"."""
+    from neurogshn.model import GSHN
+
+    one = "a cross right of a square"
+    texts = [TWO, one]
+    tiny_model.eval()
+    graphs = make_batch(sizes=(4, 3))
+    with torch.no_grad():
+        image = tiny_model.encode_image(graphs)
+        first = tiny_model.relation_scores(image, texts)
+        nodes, mask = image.dense_nodes()
+        pos = image.dense_nodes(image.node_pos)[0]
+        rows, logits, rel = masked_relation_logits(tiny_model, texts, nodes, mask, pos, "all")
+        stated = logits.log_softmax(-1).gather(1, rel[:, None]).squeeze(1)
+        all_model = GSHN(tiny_model.config.replace(itm_relation_mentions="all"))
+        all_model.load_state_dict(tiny_model.state_dict())
+        all_model.eval()
+        summed = all_model.relation_scores(all_model.encode_image(graphs), texts)
+    assert rows.tolist() == [0, 0, 1]
+    torch.testing.assert_close(first, torch.stack([stated[0], stated[2]]))
+    torch.testing.assert_close(summed, torch.stack([stated[0] + stated[1], stated[2]]))
+    assert float(summed[0]) < float(first[0])  # a second log-probability (< 0) was added
+
+
+def test_objective_trains_every_mention_with_all(tiny_model, make_batch, captions):
+    from neurogshn.losses.objective import masked_relation_loss
+
+    texts = [TWO, *captions[:3]]
+    image = tiny_model.encode_image(make_batch())
+    nodes, mask = image.dense_nodes()
+    pos = image.dense_nodes(image.node_pos)[0]
+    first = masked_relation_logits(tiny_model, texts, nodes, mask, pos, "first")
+    every = masked_relation_logits(tiny_model, texts, nodes, mask, pos, "all")
+    assert first is not None and every is not None
+    assert every[0].tolist() == [0, 0, 1, 2, 3] and first[0].tolist() == [0, 1, 2, 3]
+    tiny_model.config = tiny_model.config.replace(itm_relation_mentions="all")
+    loss = masked_relation_loss(tiny_model, texts, nodes, mask, image)
+    assert loss is not None and torch.isfinite(loss[0])
 
 
 def test_relation_logits_read_the_mask_position_and_learn_geometry():

@@ -136,17 +136,20 @@ def test_10k_sizes_config_is_a_second_stage_of_the_10k_recipe() -> None:
 def test_10k_counts_config_is_a_third_stage_of_the_10k_recipe() -> None:
     """configs/pretrain_10k_counts.json continues a pretrain_10k_sizes checkpoint on the same
     data with count flips and background swaps added (each listed four times: they exist for
-    few captions), at a lower learning rate; its Makefile target finds the second stage."""
+    few captions) and every relation phrase masked, at a lower learning rate; its Makefile
+    target finds the second stage."""
     second = TrainConfig.from_json(CONFIGS / "pretrain_10k_sizes.json")
     third = TrainConfig.from_json(CONFIGS / "pretrain_10k_counts.json")
     assert set(second.diff(third)) <= {
         "checkpoint.out_dir",
         "data.hard_negative_kinds",
         "model.overrides.itm_attention_sink",
+        "model.overrides.itm_relation_mentions",
         "optim.lr",
         "schedule.epochs",
     }
-    assert third.model.overrides == {"itm_attention_sink": True}  # grown on loading
+    # grown on loading; every relation phrase masked and scored
+    assert third.model.overrides == {"itm_attention_sink": True, "itm_relation_mentions": "all"}
     assert third.data.root == second.data.root
     kinds = list(third.data.hard_negative_kinds)
     assert kinds[: len(second.data.hard_negative_kinds)] == list(second.data.hard_negative_kinds)
