@@ -67,6 +67,7 @@ class ITMHead(CrossModalEncoder):
         token_position: add a learned token-index embedding to the caption tokens.
         max_tokens: positions of that embedding (at least the tokenizer's length).
         relation_classes: size of the masked-relation classifier (0: none).
+        concept_classes: size of the masked-concept classifier (0: none).
         attention_sink: every cross-attention also attends to a learned null node, which
             lets the head count (:mod:`neurogshn.model.crossmodal`).
 
@@ -88,6 +89,7 @@ class ITMHead(CrossModalEncoder):
         max_tokens: int = 64,
         relation_classes: int = 0,
         attention_sink: bool = False,
+        concept_classes: int = 0,
     ) -> None:
         super().__init__(
             dim,
@@ -104,6 +106,8 @@ class ITMHead(CrossModalEncoder):
         self.classifier = nn.Linear(dim, 2)
         # masked relation prediction (neurogshn.losses.relation); absent when 0
         self.relation_head = nn.Linear(dim, relation_classes) if relation_classes > 0 else None
+        # masked concept prediction (same module); absent when 0
+        self.concept_head = nn.Linear(dim, concept_classes) if concept_classes > 0 else None
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -111,6 +115,22 @@ class ITMHead(CrossModalEncoder):
         self.classifier.reset_parameters()
         if self.relation_head is not None:
             self.relation_head.reset_parameters()
+        if self.concept_head is not None:
+            self.concept_head.reset_parameters()
+
+    def _mask_states(
+        self,
+        tokens: Tensor,
+        token_mask: Tensor,
+        nodes: Tensor,
+        node_mask: Tensor,
+        node_pos: Tensor | None,
+        mask_index: Tensor,
+    ) -> Tensor:
+        h, _ = CrossModalEncoder.forward(self, tokens, token_mask, nodes, node_mask, node_pos)
+        h = self.norm(h)
+        rows = torch.arange(h.shape[0], device=h.device)
+        return h[rows, mask_index]
 
     def relation_logits(
         self,
@@ -129,10 +149,26 @@ class ITMHead(CrossModalEncoder):
         """
         if self.relation_head is None:
             raise ValueError("this ITM head has no relation classifier (relation_classes=0)")
-        h, _ = CrossModalEncoder.forward(self, tokens, token_mask, nodes, node_mask, node_pos)
-        h = self.norm(h)
-        rows = torch.arange(h.shape[0], device=h.device)
-        return self.relation_head(h[rows, mask_index])
+        return self.relation_head(
+            self._mask_states(tokens, token_mask, nodes, node_mask, node_pos, mask_index)
+        )
+
+    def concept_logits(
+        self,
+        tokens: Tensor,
+        token_mask: Tensor,
+        nodes: Tensor,
+        node_mask: Tensor,
+        node_pos: Tensor | None,
+        mask_index: Tensor,
+    ) -> Tensor:
+        """Concept-class logits at each pair's masked position (masked concept prediction;
+        shapes as :meth:`relation_logits`)."""
+        if self.concept_head is None:
+            raise ValueError("this ITM head has no concept classifier (concept_classes=0)")
+        return self.concept_head(
+            self._mask_states(tokens, token_mask, nodes, node_mask, node_pos, mask_index)
+        )
 
     def forward(  # type: ignore[override]
         self,

@@ -4,12 +4,14 @@ r"""The pretraining objective: ITC + spatio-temporal CL + STL + ITM, weighted.
     \mathcal{L} = \lambda_{ITC}\mathcal{L}_{ITC} + \lambda_{CL}\mathcal{L}_{CL}
       + \lambda_{STL}\mathcal{L}_{STL}
       + \lambda_{ITM}(\mathcal{L}_{ITM} + \gamma\,\mathcal{L}_{ground}
-      + \rho\,\mathcal{L}_{rel})
+      + \rho\,\mathcal{L}_{rel} + \kappa\,\mathcal{L}_{concept})
 
 with :math:`\gamma` = ``itm_grounding_weight`` (the phrase-grounding term of the ITM head,
 :mod:`neurogshn.losses.grounding`; computed only when the batch carries groundings) and
 :math:`\rho` = ``itm_relation_weight`` (masked relation prediction,
-:mod:`neurogshn.losses.relation`; on the captions that state a relation).
+:mod:`neurogshn.losses.relation`; on the captions that state a relation) and :math:`\kappa` =
+``itm_concept_weight`` (masked concept prediction, same module; only with an
+``itm_concept_vocab``, on every mention of one of its phrases).
 
 A weight of 0 skips the loss entirely (not computed). The text encoder runs once per step on
 the captions and the non-missing hard negatives together.
@@ -21,10 +23,11 @@ Usage::
     out["loss"].backward()
 
 Returned keys: ``loss`` (weighted total), the unweighted loss of each active objective
-(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_relation``) and detached
-diagnostics under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_l{k}``,
+(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_relation``, ``itm_concept``) and
+detached diagnostics under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_l{k}``,
 ``diag/itc_temperature``, ``diag/stl_temperature``, ``diag/itm_accuracy``,
-``diag/grounding_accuracy``, ``diag/relation_accuracy``, ``diag/text_spike_rate``.
+``diag/grounding_accuracy``, ``diag/relation_accuracy``, ``diag/concept_accuracy``,
+``diag/text_spike_rate``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from neurogshn.losses.contrastive import spatiotemporal_cl_loss
 from neurogshn.losses.grounding import PhraseNodes, grounding_loss, grounding_targets
 from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
-from neurogshn.losses.relation import masked_relation_logits
+from neurogshn.losses.relation import masked_concept_logits, masked_relation_logits
 from neurogshn.losses.stl import stl_loss
 
 LOSS_NAMES = ("itc", "cl", "stl", "itm")
@@ -92,7 +95,19 @@ def masked_relation_loss(
     """Masked relation prediction (:mod:`neurogshn.losses.relation`) on the captions that
     state a relation: (loss, detached accuracy), or ``None`` when none does."""
     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
-    found = masked_relation_logits(model, captions, nodes, node_mask, pos)
+    return _masked_loss(masked_relation_logits(model, captions, nodes, node_mask, pos))
+
+
+def masked_concept_loss(
+    model: Any, captions: Sequence[str], nodes: Tensor, node_mask: Tensor, image: Any
+) -> tuple[Tensor, Tensor] | None:
+    """Masked concept prediction (:func:`~neurogshn.losses.relation.masked_concept_logits`)
+    on every concept mention of the captions: (loss, detached accuracy), or ``None``."""
+    pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+    return _masked_loss(masked_concept_logits(model, captions, nodes, node_mask, pos))
+
+
+def _masked_loss(found: tuple[Tensor, Tensor, Tensor] | None) -> tuple[Tensor, Tensor] | None:
     if found is None:
         return None
     _, logits, target = found
@@ -236,6 +251,11 @@ class PretrainingObjective:
                 if relation is not None:
                     out["itm_relation"], out["diag/relation_accuracy"] = relation
                     total = total + w["itm"] * model.config.itm_relation_weight * relation[0]
+            if model.itm_head.concept_head is not None:
+                concept = masked_concept_loss(model, batch.captions, nodes, node_mask, image)
+                if concept is not None:
+                    out["itm_concept"], out["diag/concept_accuracy"] = concept
+                    total = total + w["itm"] * model.config.itm_concept_weight * concept[0]
 
         out["loss"] = total
         if image.fusion_ratio is not None:

@@ -98,6 +98,12 @@ class GSHNConfig:
             predating this field) or ``"all"`` (each in turn, their log-probabilities summed in
             the score). With ``"first"`` a second relation ("…, and the C is above the D") is
             read by nothing: measured at chance (docs/results.md, session 14).
+        itm_concept_vocab: words or phrases for masked concept prediction on the ITM head
+            (:mod:`neurogshn.losses.relation`): every mention in a caption is masked in turn
+            and predicted from the image, and the log-probability of the stated one joins the
+            match score. Empty (the default, and checkpoints predating it): none. For the
+            benchmark, its stuff classes and number words (``configs/pretrain_10k_counts.json``).
+        itm_concept_weight: weight of that prediction (relative to ITM).
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;
             :mod:`neurogshn.model.crossmodal`). Off by default and in checkpoints predating it;
@@ -146,12 +152,15 @@ class GSHNConfig:
     itm_relation_vocab: tuple[str, ...] = RELATIONS
     itm_attention_sink: bool = False
     itm_relation_mentions: str = "first"
+    itm_concept_vocab: tuple[str, ...] = ()
+    itm_concept_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
             self.neuron = LIFNeuronParameters(**self.neuron)
         self.snn_hidden = tuple(int(h) for h in self.snn_hidden)
         self.itm_relation_vocab = tuple(str(r) for r in self.itm_relation_vocab)
+        self.itm_concept_vocab = tuple(str(r) for r in self.itm_concept_vocab)
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -190,9 +199,18 @@ class GSHNConfig:
             "itm_weight",
             "itm_grounding_weight",
             "itm_relation_weight",
+            "itm_concept_weight",
         ):
             if getattr(self, name) < 0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
+        overlap = {" ".join(p.lower().split()) for p in self.itm_concept_vocab} & {
+            " ".join(p.lower().split()) for p in self.itm_relation_vocab
+        }
+        if overlap or len(set(self.itm_concept_vocab)) != len(self.itm_concept_vocab):
+            bad(
+                "itm_concept_vocab needs distinct phrases that are not relations, got "
+                f"{list(self.itm_concept_vocab)}"
+            )
         if self.itm_relation_mentions not in RELATION_MENTIONS:
             bad(
                 f"itm_relation_mentions must be one of {RELATION_MENTIONS}, "
@@ -233,6 +251,7 @@ class GSHNConfig:
         d = dataclasses.asdict(self)
         d["snn_hidden"] = list(self.snn_hidden)
         d["itm_relation_vocab"] = list(self.itm_relation_vocab)
+        d["itm_concept_vocab"] = list(self.itm_concept_vocab)
         d["neuron"] = self.neuron.to_dict()
         return d
 

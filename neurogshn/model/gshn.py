@@ -211,6 +211,7 @@ class GSHN(nn.Module):
                 max_tokens=c.text_max_length,
                 relation_classes=len(c.itm_relation_vocab) if c.itm_relation_weight > 0 else 0,
                 attention_sink=c.itm_attention_sink,
+                concept_classes=len(c.itm_concept_vocab) if c.itm_concept_weight > 0 else 0,
             )
 
     # ------------------------------------------------------------------ construction
@@ -315,7 +316,8 @@ class GSHN(nn.Module):
         r"""ITM match scores ``logit[match] - logit[no match]`` of the pairs (image ``i``,
         text ``i``) of two encodings of the same length ``B`` (needs ``itm_weight > 0``).
         With the raw ``texts`` and a relation classifier (``itm_relation_weight > 0``) the
-        :meth:`relation_scores` are added.
+        :meth:`relation_scores` are added, and with a concept classifier (``itm_concept_vocab``)
+        the :meth:`concept_scores`.
 
         Shapes:
             returns ``B``.
@@ -332,6 +334,8 @@ class GSHN(nn.Module):
         score = self.itm_head.score(text.token_embeds, text.attention_mask, nodes, node_mask, pos)
         if texts is not None and self.itm_head.relation_head is not None:
             score = score + self.relation_scores(image, texts)
+        if texts is not None and self.itm_head.concept_head is not None:
+            score = score + self.concept_scores(image, texts)
         return score
 
     def relation_scores(self, image: ImageEncoding, texts: list[str]) -> Tensor:
@@ -351,6 +355,30 @@ class GSHN(nn.Module):
             return out
         rows, logp, relation = found
         stated = logp.gather(1, relation[:, None]).squeeze(1)
+        return out.index_put((rows,), stated.to(out.dtype), accumulate=True)
+
+    def concept_scores(self, image: ImageEncoding, texts: list[str]) -> Tensor:
+        r"""Sum over the concept phrases each text states (``itm_concept_vocab``, each masked
+        in turn) of :math:`\log p(c \mid \text{image}_i, \text{text}_i \text{ with } c
+        \text{ masked})` (:func:`~neurogshn.losses.relation.masked_concept_logits`); 0 for a
+        text that states none.
+
+        Shapes:
+            returns ``B`` (pairs (image ``i``, text ``i``)).
+        """
+        from neurogshn.losses.relation import masked_concept_logits
+
+        head = getattr(self, "itm_head", None)
+        if head is None or head.concept_head is None:
+            raise ConfigError("this model has no concept classifier (empty itm_concept_vocab)")
+        out = image.image_embeds.new_zeros(len(texts))
+        nodes, node_mask = image.dense_nodes()
+        pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+        found = masked_concept_logits(self, texts, nodes, node_mask, pos)
+        if found is None:
+            return out
+        rows, logits, concept = found
+        stated = logits.log_softmax(-1).gather(1, concept[:, None]).squeeze(1)
         return out.index_put((rows,), stated.to(out.dtype), accumulate=True)
 
     def _relation_log_probs(

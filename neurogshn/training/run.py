@@ -204,6 +204,9 @@ def warm_text_cache(
         texts.extend(
             relation_targets(captions, config.itm_relation_vocab, encoder.mask_token, mentions)[1]
         )
+        concepts = getattr(config, "itm_concept_vocab", ())
+        if concepts and getattr(config, "itm_concept_weight", 0) > 0:
+            texts.extend(relation_targets(captions, concepts, encoder.mask_token, "all")[1])
     texts = list(dict.fromkeys(texts))
     if hasattr(encoder, "clear_cache"):
         encoder.clear_cache()

@@ -145,11 +145,19 @@ def test_10k_counts_config_is_a_third_stage_of_the_10k_recipe() -> None:
         "data.hard_negative_kinds",
         "model.overrides.itm_attention_sink",
         "model.overrides.itm_relation_mentions",
+        "model.overrides.itm_concept_vocab",
         "optim.lr",
         "schedule.epochs",
     }
-    # grown on loading; every relation phrase masked and scored
-    assert third.model.overrides == {"itm_attention_sink": True, "itm_relation_mentions": "all"}
+    # grown on loading; every relation phrase masked and scored; the stuff classes and the
+    # number words a count caption can state predicted where masked
+    from neurogshn.data.vocabulary import NUMBER_WORDS, STUFF
+
+    assert third.model.overrides == {
+        "itm_attention_sink": True,
+        "itm_relation_mentions": "all",
+        "itm_concept_vocab": [*STUFF, *NUMBER_WORDS[1:]],
+    }
     assert third.data.root == second.data.root
     kinds = list(third.data.hard_negative_kinds)
     assert kinds[: len(second.data.hard_negative_kinds)] == list(second.data.hard_negative_kinds)
