@@ -102,7 +102,7 @@ class GSHNConfig:
             (:mod:`neurogshn.losses.relation`): every mention in a caption is masked in turn
             and predicted from the image, and the log-probability of the stated one joins the
             match score. Empty (the default, and checkpoints predating it): none. For the
-            benchmark, its stuff classes and number words (``configs/pretrain_10k_counts.json``).
+            benchmark, its stuff classes and number words (``configs/pretrain_10k_concepts.json``).
         itm_concept_weight: weight of that prediction (relative to ITM).
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;

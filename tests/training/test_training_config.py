@@ -136,28 +136,17 @@ def test_10k_sizes_config_is_a_second_stage_of_the_10k_recipe() -> None:
 def test_10k_counts_config_is_a_third_stage_of_the_10k_recipe() -> None:
     """configs/pretrain_10k_counts.json continues a pretrain_10k_sizes checkpoint on the same
     data with count flips and background swaps added (each listed four times: they exist for
-    few captions) and every relation phrase masked, at a lower learning rate; its Makefile
-    target finds the second stage."""
+    few captions), at a lower learning rate; its Makefile target finds the second stage."""
     second = TrainConfig.from_json(CONFIGS / "pretrain_10k_sizes.json")
     third = TrainConfig.from_json(CONFIGS / "pretrain_10k_counts.json")
     assert set(second.diff(third)) <= {
         "checkpoint.out_dir",
         "data.hard_negative_kinds",
         "model.overrides.itm_attention_sink",
-        "model.overrides.itm_relation_mentions",
-        "model.overrides.itm_concept_vocab",
         "optim.lr",
         "schedule.epochs",
     }
-    # grown on loading; every relation phrase masked and scored; the stuff classes and the
-    # number words a count caption can state predicted where masked
-    from neurogshn.data.vocabulary import NUMBER_WORDS, STUFF
-
-    assert third.model.overrides == {
-        "itm_attention_sink": True,
-        "itm_relation_mentions": "all",
-        "itm_concept_vocab": [*STUFF, *NUMBER_WORDS[1:]],
-    }
+    assert third.model.overrides == {"itm_attention_sink": True}  # grown on loading
     assert third.data.root == second.data.root
     kinds = list(third.data.hard_negative_kinds)
     assert kinds[: len(second.data.hard_negative_kinds)] == list(second.data.hard_negative_kinds)
@@ -167,3 +156,28 @@ def test_10k_counts_config_is_a_third_stage_of_the_10k_recipe() -> None:
     makefile = (CONFIGS.parent / "Makefile").read_text()
     assert "configs/pretrain_10k_counts.json" in makefile
     assert f"ls -d {second.checkpoint.out_dir}/*/final" in makefile
+
+
+def test_10k_concepts_config_is_the_counts_stage_reading_the_whole_caption() -> None:
+    """configs/pretrain_10k_concepts.json is the third stage with every relation phrase masked
+    and the stuff classes and count words predicted where masked; nothing else differs."""
+    from neurogshn.data.vocabulary import NUMBER_WORDS, STUFF
+
+    counts = TrainConfig.from_json(CONFIGS / "pretrain_10k_counts.json")
+    concepts = TrainConfig.from_json(CONFIGS / "pretrain_10k_concepts.json")
+    assert set(counts.diff(concepts)) <= {
+        "checkpoint.out_dir",
+        "model.overrides.itm_relation_mentions",
+        "model.overrides.itm_concept_vocab",
+    }
+    assert concepts.model.overrides == {
+        "itm_attention_sink": True,
+        "itm_relation_mentions": "all",
+        "itm_concept_vocab": [*STUFF, *NUMBER_WORDS[1:]],
+    }
+    assert concepts.checkpoint.out_dir != counts.checkpoint.out_dir
+    # every override is a field the model knows, and the grown model is valid
+    from neurogshn.model.config import GSHNConfig
+
+    grown = GSHNConfig().replace(**concepts.model.overrides)
+    assert grown.itm_concept_vocab == (*STUFF, *NUMBER_WORDS[1:])
