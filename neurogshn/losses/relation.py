@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neurogshn.model.config import RELATION_MENTIONS
+
 
 @lru_cache(maxsize=32)
 def _pattern(vocab: tuple[str, ...]) -> re.Pattern[str]:
@@ -81,8 +83,8 @@ def relation_targets(
     """For the captions that state a relation: their batch rows, masked texts and relation
     indices (see :func:`mask_relations`). ``mentions="first"``: one entry per caption, its
     first relation; ``"all"``: one entry per relation phrase (a row then repeats)."""
-    if mentions not in ("first", "all"):
-        raise ValueError(f"mentions must be 'first' or 'all', got {mentions!r}")
+    if mentions not in RELATION_MENTIONS:
+        raise ValueError(f"mentions must be one of {RELATION_MENTIONS}, got {mentions!r}")
     rows, texts, classes = [], [], []
     for i, caption in enumerate(captions):
         found = mask_relations(caption, vocab, mask_token)

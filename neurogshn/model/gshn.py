@@ -329,8 +329,7 @@ class GSHN(nn.Module):
                 f"{image.num_graphs} images but {text.text_embeds.shape[0]} texts; pairs are "
                 "(image i, text i)"
             )
-        nodes, node_mask = image.dense_nodes()
-        pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+        nodes, node_mask, pos = _dense_inputs(image)
         score = self.itm_head.score(text.token_embeds, text.attention_mask, nodes, node_mask, pos)
         if texts is not None and self.itm_head.relation_head is not None:
             score = score + self.relation_scores(image, texts)
@@ -349,13 +348,7 @@ class GSHN(nn.Module):
         Shapes:
             returns ``B`` (pairs (image ``i``, text ``i``)).
         """
-        out = image.image_embeds.new_zeros(len(texts))
-        found = self._relation_log_probs(image, texts)
-        if found is None:
-            return out
-        rows, logp, relation = found
-        stated = logp.gather(1, relation[:, None]).squeeze(1)
-        return out.index_put((rows,), stated.to(out.dtype), accumulate=True)
+        return _sum_stated(image, len(texts), self._relation_log_probs(image, texts))
 
     def concept_scores(self, image: ImageEncoding, texts: list[str]) -> Tensor:
         r"""Sum over the concept phrases each text states (``itm_concept_vocab``, each masked
@@ -371,15 +364,12 @@ class GSHN(nn.Module):
         head = getattr(self, "itm_head", None)
         if head is None or head.concept_head is None:
             raise ConfigError("this model has no concept classifier (empty itm_concept_vocab)")
-        out = image.image_embeds.new_zeros(len(texts))
-        nodes, node_mask = image.dense_nodes()
-        pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+        nodes, node_mask, pos = _dense_inputs(image)
         found = masked_concept_logits(self, texts, nodes, node_mask, pos)
-        if found is None:
-            return out
-        rows, logits, concept = found
-        stated = logits.log_softmax(-1).gather(1, concept[:, None]).squeeze(1)
-        return out.index_put((rows,), stated.to(out.dtype), accumulate=True)
+        if found is not None:
+            rows, logits, concept = found
+            found = rows, logits.log_softmax(-1), concept
+        return _sum_stated(image, len(texts), found)
 
     def _relation_log_probs(
         self, image: ImageEncoding, texts: list[str], mentions: str | None = None
@@ -392,8 +382,7 @@ class GSHN(nn.Module):
         head = getattr(self, "itm_head", None)
         if head is None or head.relation_head is None:
             raise ConfigError("this model has no relation classifier (itm_relation_weight=0)")
-        nodes, node_mask = image.dense_nodes()
-        pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+        nodes, node_mask, pos = _dense_inputs(image)
         found = masked_relation_logits(self, texts, nodes, node_mask, pos, mentions)
         if found is None:
             return None
@@ -566,6 +555,26 @@ class GSHN(nn.Module):
             )
         model.load_state_dict(state, strict=not added)
         return model.to(resolve_device(device))
+
+
+def _dense_inputs(image: ImageEncoding) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Dense nodes ``B×N×D``, node mask ``B×N`` and node centroids ``B×N×2`` (or ``None``)."""
+    nodes, node_mask = image.dense_nodes()
+    pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+    return nodes, node_mask, pos
+
+
+def _sum_stated(
+    image: ImageEncoding, size: int, found: tuple[Tensor, Tensor, Tensor] | None
+) -> Tensor:
+    """Per text, the sum of the log-probabilities of the classes it states, from ``(rows,
+    log p, stated class)`` of its masked phrases (a row may repeat); 0 for a text with none."""
+    out = image.image_embeds.new_zeros(size)
+    if found is None:
+        return out
+    rows, logp, stated = found
+    chosen = logp.gather(1, stated[:, None]).squeeze(1)
+    return out.index_put((rows,), chosen.to(out.dtype), accumulate=True)
 
 
 def load_safetensors_checked(path: Path) -> dict[str, Tensor]:
