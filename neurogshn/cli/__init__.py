@@ -22,6 +22,7 @@ from neurogshn.errors import NeurogshnError
 COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "pretrain",
+    "fit_prior",
     "finetune",
     "evaluate",
     "export",

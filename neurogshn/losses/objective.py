@@ -11,7 +11,10 @@ with :math:`\gamma` = ``itm_grounding_weight`` (the phrase-grounding term of the
 :math:`\rho` = ``itm_relation_weight`` (masked relation prediction,
 :mod:`neurogshn.losses.relation`; on the captions that state a relation) and :math:`\kappa` =
 ``itm_concept_weight`` (masked concept prediction, same module; only with an
-``itm_concept_vocab``, on every mention of one of its phrases).
+``itm_concept_vocab``, on every mention of one of its phrases). With ``itm_text_prior``
+the relation and concept terms each add the cross-entropy of their text-only prior
+(:mod:`neurogshn.model.text_prior`), which reads detached text states and so trains nothing
+else.
 
 A weight of 0 skips the loss entirely (not computed). The text encoder runs once per step on
 the captions and the non-missing hard negatives together.
@@ -23,7 +26,8 @@ Usage::
     out["loss"].backward()
 
 Returned keys: ``loss`` (weighted total), the unweighted loss of each active objective
-(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_relation``, ``itm_concept``) and
+(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_relation``, ``itm_concept``, and
+with ``itm_text_prior`` the text priors' ``itm_relation_prior``, ``itm_concept_prior``) and
 detached diagnostics under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_l{k}``,
 ``diag/itc_temperature``, ``diag/stl_temperature``, ``diag/itm_accuracy``,
 ``diag/grounding_accuracy``, ``diag/relation_accuracy``, ``diag/concept_accuracy``,
@@ -35,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -46,7 +50,11 @@ from neurogshn.losses.contrastive import spatiotemporal_cl_loss
 from neurogshn.losses.grounding import PhraseNodes, grounding_loss, grounding_targets
 from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
-from neurogshn.losses.relation import masked_concept_logits, masked_relation_logits
+from neurogshn.losses.relation import (
+    MaskedLogits,
+    masked_concept_logits,
+    masked_relation_logits,
+)
 from neurogshn.losses.stl import stl_loss
 
 LOSS_NAMES = ("itc", "cl", "stl", "itm")
@@ -89,30 +97,58 @@ class PretrainBatch:
         )
 
 
+class MaskedLoss(NamedTuple):
+    """Masked relation or concept prediction on a batch: the classifier's cross-entropy, its
+    detached accuracy and, with a text prior (``itm_text_prior``), the prior's cross-entropy
+    (its gradient reaches the prior alone: it reads detached text states)."""
+
+    loss: Tensor
+    accuracy: Tensor
+    prior_loss: Tensor | None = None
+
+
 def masked_relation_loss(
     model: Any, captions: Sequence[str], nodes: Tensor, node_mask: Tensor, image: Any
-) -> tuple[Tensor, Tensor] | None:
+) -> MaskedLoss | None:
     """Masked relation prediction (:mod:`neurogshn.losses.relation`) on the captions that
-    state a relation: (loss, detached accuracy), or ``None`` when none does."""
+    state a relation, or ``None`` when none does."""
     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
     return _masked_loss(masked_relation_logits(model, captions, nodes, node_mask, pos))
 
 
 def masked_concept_loss(
     model: Any, captions: Sequence[str], nodes: Tensor, node_mask: Tensor, image: Any
-) -> tuple[Tensor, Tensor] | None:
+) -> MaskedLoss | None:
     """Masked concept prediction (:func:`~neurogshn.losses.relation.masked_concept_logits`)
-    on every concept mention of the captions: (loss, detached accuracy), or ``None``."""
+    on every concept mention of the captions, or ``None``."""
     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
     return _masked_loss(masked_concept_logits(model, captions, nodes, node_mask, pos))
 
 
-def _masked_loss(found: tuple[Tensor, Tensor, Tensor] | None) -> tuple[Tensor, Tensor] | None:
+def _masked_loss(found: MaskedLogits | None) -> MaskedLoss | None:
     if found is None:
         return None
-    _, logits, target = found
-    loss = torch.nn.functional.cross_entropy(logits, target)
-    return loss, (logits.argmax(-1) == target).float().mean().detach()
+    cross_entropy = torch.nn.functional.cross_entropy
+    loss = cross_entropy(found.logits, found.targets)
+    accuracy = (found.logits.argmax(-1) == found.targets).float().mean().detach()
+    prior = found.prior_logits
+    return MaskedLoss(
+        loss, accuracy, None if prior is None else cross_entropy(prior, found.targets)
+    )
+
+
+def _add_masked_loss(
+    out: dict[str, Tensor], name: str, result: MaskedLoss | None, weight: float
+) -> Tensor | float:
+    """Log ``itm_<name>`` (and ``itm_<name>_prior``) and ``diag/<name>_accuracy``; return the
+    weighted contribution to the total."""
+    if result is None:
+        return 0.0
+    out[f"itm_{name}"], out[f"diag/{name}_accuracy"] = result.loss, result.accuracy
+    if result.prior_loss is None:
+        return weight * result.loss
+    out[f"itm_{name}_prior"] = result.prior_loss
+    return weight * (result.loss + result.prior_loss)
 
 
 class PretrainingObjective:
@@ -248,14 +284,12 @@ class PretrainingObjective:
                 total = total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
             if model.config.itm_relation_weight > 0 and model.itm_head.relation_head is not None:
                 relation = masked_relation_loss(model, batch.captions, nodes, node_mask, image)
-                if relation is not None:
-                    out["itm_relation"], out["diag/relation_accuracy"] = relation
-                    total = total + w["itm"] * model.config.itm_relation_weight * relation[0]
+                weight = w["itm"] * model.config.itm_relation_weight
+                total = total + _add_masked_loss(out, "relation", relation, weight)
             if model.itm_head.concept_head is not None:
                 concept = masked_concept_loss(model, batch.captions, nodes, node_mask, image)
-                if concept is not None:
-                    out["itm_concept"], out["diag/concept_accuracy"] = concept
-                    total = total + w["itm"] * model.config.itm_concept_weight * concept[0]
+                weight = w["itm"] * model.config.itm_concept_weight
+                total = total + _add_masked_loss(out, "concept", concept, weight)
 
         out["loss"] = total
         if image.fusion_ratio is not None:

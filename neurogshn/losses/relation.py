@@ -31,12 +31,30 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from neurogshn.model.config import RELATION_MENTIONS
+
+
+class MaskedLogits(NamedTuple):
+    """Masked prediction of the phrases some texts state.
+
+    Attributes:
+        rows: ``K`` text index of each masked phrase (a text with several phrases repeats).
+        logits: ``K×V`` classifier logits over the vocabulary, given the text's image.
+        targets: ``K`` index of the phrase that was masked.
+        prior_logits: ``K×V`` logits of the text-only prior
+            (:class:`~neurogshn.model.text_prior.MaskedTextPrior`, on detached text states),
+            or ``None`` when the model has none.
+    """
+
+    rows: Tensor
+    logits: Tensor
+    targets: Tensor
+    prior_logits: Tensor | None = None
 
 
 @lru_cache(maxsize=32)
@@ -102,7 +120,7 @@ def masked_relation_logits(
     node_mask: Tensor,
     node_pos: Tensor | None,
     mentions: str | None = None,
-) -> tuple[Tensor, Tensor, Tensor] | None:
+) -> MaskedLogits | None:
     """Mask the relations the texts state, encode the masked texts and classify each mask
     with the ITM head against the text's own image.
 
@@ -114,12 +132,14 @@ def masked_relation_logits(
             :func:`relation_targets`); ``None``: the model's ``itm_relation_mentions``.
 
     Returns:
-        ``(rows K, logits K×R, relation indices K)`` for the ``K`` masked relations (whose
-        mask survived truncation; with ``"all"`` a row appears once per relation), or
-        ``None`` when there is none.
+        :class:`MaskedLogits` (``rows K``, ``logits K×R``, relation indices ``K``, the text
+        prior's ``K×R`` logits or ``None``) for the ``K`` masked relations (whose mask
+        survived truncation; with ``"all"`` a row appears once per relation), or ``None`` when
+        there is none.
     """
     if mentions is None:
         mentions = getattr(model.config, "itm_relation_mentions", "first")
+    prior = getattr(model, "text_prior", None)
     return _masked_logits(
         model,
         texts,
@@ -129,6 +149,7 @@ def masked_relation_logits(
         nodes,
         node_mask,
         node_pos,
+        None if prior is None or prior.relation is None else prior.relation_logits,
     )
 
 
@@ -138,7 +159,7 @@ def masked_concept_logits(
     nodes: Tensor,
     node_mask: Tensor,
     node_pos: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor] | None:
+) -> MaskedLogits | None:
     """Masked concept prediction: as :func:`masked_relation_logits` with every mention of a
     phrase of the model's ``itm_concept_vocab`` (e.g. "grass" in "there is grass in the
     background", "four" in "there are four objects") masked in turn and classified over
@@ -150,8 +171,10 @@ def masked_concept_logits(
     is the relation classifier's remedy applied to them.
 
     Returns:
-        ``(rows K, logits K×C, concept indices K)`` or ``None`` when no text names a concept.
+        :class:`MaskedLogits` over the concept vocabulary, or ``None`` when no text names a
+        concept.
     """
+    prior = getattr(model, "text_prior", None)
     return _masked_logits(
         model,
         texts,
@@ -161,6 +184,7 @@ def masked_concept_logits(
         nodes,
         node_mask,
         node_pos,
+        None if prior is None or prior.concept is None else prior.concept_logits,
     )
 
 
@@ -173,7 +197,8 @@ def _masked_logits(
     nodes: Tensor,
     node_mask: Tensor,
     node_pos: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor] | None:
+    prior: Callable[[Tensor], Tensor] | None = None,
+) -> MaskedLogits | None:
     te = model.text_encoder
     rows, masked, classes = relation_targets(texts, vocab, te.mask_token, mentions)
     if not rows:
@@ -185,12 +210,18 @@ def _masked_logits(
     device = nodes.device
     idx = torch.tensor([rows[k] for k in keep], device=device)
     enc = te([masked[k] for k in keep])
+    mask_index = torch.tensor([where[k] for k in keep], device=device)
     logits = classify(
         enc.token_embeds,
         enc.attention_mask,
         nodes[idx],
         node_mask[idx],
         None if node_pos is None else node_pos[idx],
-        torch.tensor([where[k] for k in keep], device=device),
+        mask_index,
     )
-    return idx, logits, torch.tensor([classes[k] for k in keep], device=device)
+    prior_logits = None
+    if prior is not None:
+        states = enc.token_embeds[torch.arange(len(keep), device=device), mask_index]
+        prior_logits = prior(states.detach())
+    targets = torch.tensor([classes[k] for k in keep], device=device)
+    return MaskedLogits(idx, logits, targets, prior_logits)

@@ -40,7 +40,7 @@ DEFAULT_EDGE_FEATURES = 9
 
 @dataclass
 class GSHNConfig:
-    """Everything that defines a GSHN.
+    r"""Everything that defines a GSHN.
 
     Args:
         node_features: node feature size ``F`` of the input graphs.
@@ -104,6 +104,14 @@ class GSHNConfig:
             match score. Empty (the default, and checkpoints predating it): none. For the
             benchmark, its stuff classes and number words (``configs/pretrain_10k_concepts.json``).
         itm_concept_weight: weight of that prediction (relative to ITM).
+        itm_text_prior: score the stated relations and concepts as a pointwise mutual
+            information, :math:`\log p(x \mid \text{image}, \tilde t) - \log q(x \mid
+            \tilde t)`, against a text-only prior ``q`` of the masked slot
+            (:mod:`neurogshn.model.text_prior`, trained with them on detached text states)
+            instead of the log-probability alone, which lowers every caption that states
+            something in an image→text ranking. Off by default and in checkpoints predating
+            it; a trained model gets one with :func:`neurogshn.training.text_prior.fit_text_prior`
+            (``neurogshn fit-prior``).
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;
             :mod:`neurogshn.model.crossmodal`). Off by default and in checkpoints predating it;
@@ -154,6 +162,7 @@ class GSHNConfig:
     itm_relation_mentions: str = "first"
     itm_concept_vocab: tuple[str, ...] = ()
     itm_concept_weight: float = 1.0
+    itm_text_prior: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
@@ -211,6 +220,14 @@ class GSHNConfig:
                 "itm_concept_vocab needs distinct phrases that are not relations, got "
                 f"{list(self.itm_concept_vocab)}"
             )
+        if self.itm_text_prior and not (
+            self.itm_weight > 0
+            and (
+                self.itm_relation_weight > 0
+                or (self.itm_concept_vocab and self.itm_concept_weight > 0)
+            )
+        ):
+            bad("itm_text_prior needs an ITM head with a relation or concept classifier")
         if self.itm_relation_mentions not in RELATION_MENTIONS:
             bad(
                 f"itm_relation_mentions must be one of {RELATION_MENTIONS}, "

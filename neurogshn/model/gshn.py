@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -40,8 +40,12 @@ from neurogshn.model.fusion import GraphPooling, HybridFusion, SpikeReadout
 from neurogshn.model.gat import GATStage
 from neurogshn.model.spiking import SpikingEncoder
 from neurogshn.model.text import TextEncoder, TextEncoding
+from neurogshn.model.text_prior import MaskedTextPrior
 from neurogshn.utils.io import atomic_path, write_json_atomic
 from neurogshn.utils.runtime import resolve_device
+
+if TYPE_CHECKING:
+    from neurogshn.losses.relation import MaskedLogits
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +217,12 @@ class GSHN(nn.Module):
                 attention_sink=c.itm_attention_sink,
                 concept_classes=len(c.itm_concept_vocab) if c.itm_concept_weight > 0 else 0,
             )
+            if c.itm_text_prior:
+                self.text_prior = MaskedTextPrior(
+                    c.embed_dim,
+                    relation_classes=len(c.itm_relation_vocab) if c.itm_relation_weight > 0 else 0,
+                    concept_classes=len(c.itm_concept_vocab) if c.itm_concept_weight > 0 else 0,
+                )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -343,7 +353,9 @@ class GSHN(nn.Module):
         \text{image}_i, \text{text}_i \text{ with } r_i \text{ masked})`; 0 for a text that
         states no relation of ``itm_relation_vocab``. With ``itm_relation_mentions="all"``
         the sum of that log-probability over every relation the text states (each masked in
-        turn), else the first relation's alone.
+        turn), else the first relation's alone. With ``itm_text_prior`` each term is the
+        pointwise mutual information :math:`\log p(r_i \mid \ldots) - \log q(r_i \mid
+        \text{text}_i \text{ with } r_i \text{ masked})` (:mod:`neurogshn.model.text_prior`).
 
         Shapes:
             returns ``B`` (pairs (image ``i``, text ``i``)).
@@ -354,7 +366,8 @@ class GSHN(nn.Module):
         r"""Sum over the concept phrases each text states (``itm_concept_vocab``, each masked
         in turn) of :math:`\log p(c \mid \text{image}_i, \text{text}_i \text{ with } c
         \text{ masked})` (:func:`~neurogshn.losses.relation.masked_concept_logits`); 0 for a
-        text that states none.
+        text that states none. With ``itm_text_prior`` each term less the log of its
+        text-only prior, as in :meth:`relation_scores`.
 
         Shapes:
             returns ``B`` (pairs (image ``i``, text ``i``)).
@@ -365,29 +378,23 @@ class GSHN(nn.Module):
         if head is None or head.concept_head is None:
             raise ConfigError("this model has no concept classifier (empty itm_concept_vocab)")
         nodes, node_mask, pos = _dense_inputs(image)
-        found = masked_concept_logits(self, texts, nodes, node_mask, pos)
-        if found is not None:
-            rows, logits, concept = found
-            found = rows, logits.log_softmax(-1), concept
-        return _sum_stated(image, len(texts), found)
+        return _sum_stated(
+            image, len(texts), masked_concept_logits(self, texts, nodes, node_mask, pos)
+        )
 
     def _relation_log_probs(
         self, image: ImageEncoding, texts: list[str], mentions: str | None = None
-    ) -> tuple[Tensor, Tensor, Tensor] | None:
-        """``(rows, log p over the relation vocabulary, stated relation)`` of the relations
-        the texts state (see :func:`~neurogshn.losses.relation.masked_relation_logits`; a row
-        appears once per masked relation, as ``mentions`` or ``itm_relation_mentions`` say)."""
+    ) -> MaskedLogits | None:
+        """Masked relation prediction of the relations the texts state (see
+        :func:`~neurogshn.losses.relation.masked_relation_logits`; a row appears once per
+        masked relation, as ``mentions`` or ``itm_relation_mentions`` say)."""
         from neurogshn.losses.relation import masked_relation_logits
 
         head = getattr(self, "itm_head", None)
         if head is None or head.relation_head is None:
             raise ConfigError("this model has no relation classifier (itm_relation_weight=0)")
         nodes, node_mask, pos = _dense_inputs(image)
-        found = masked_relation_logits(self, texts, nodes, node_mask, pos, mentions)
-        if found is None:
-            return None
-        rows, logits, relation = found
-        return rows, logits.log_softmax(-1), relation
+        return masked_relation_logits(self, texts, nodes, node_mask, pos, mentions)
 
     @property
     def evidence_size(self) -> int:
@@ -428,8 +435,8 @@ class GSHN(nn.Module):
         rel = score.new_zeros(score.shape[0], 2 + 2 * r)
         found = self._relation_log_probs(image, texts, mentions="first")
         if found is not None:
-            rows, logp, relation = found
-            logp = logp.clamp_min(-20.0).to(rel.dtype)
+            rows, relation = found.rows, found.targets
+            logp = found.logits.log_softmax(-1).clamp_min(-20.0).to(rel.dtype)
             onehot = torch.nn.functional.one_hot(relation, r).to(rel.dtype)
             stated = logp.gather(1, relation[:, None])
             values = torch.cat([torch.ones_like(stated), stated, logp, onehot], dim=1)
@@ -564,17 +571,17 @@ def _dense_inputs(image: ImageEncoding) -> tuple[Tensor, Tensor, Tensor | None]:
     return nodes, node_mask, pos
 
 
-def _sum_stated(
-    image: ImageEncoding, size: int, found: tuple[Tensor, Tensor, Tensor] | None
-) -> Tensor:
-    """Per text, the sum of the log-probabilities of the classes it states, from ``(rows,
-    log p, stated class)`` of its masked phrases (a row may repeat); 0 for a text with none."""
+def _sum_stated(image: ImageEncoding, size: int, found: MaskedLogits | None) -> Tensor:
+    """Per text, the sum over its masked phrases (a row may repeat) of the log-probability of
+    the stated class, less that of the text prior when there is one; 0 for a text with none."""
     out = image.image_embeds.new_zeros(size)
     if found is None:
         return out
-    rows, logp, stated = found
-    chosen = logp.gather(1, stated[:, None]).squeeze(1)
-    return out.index_put((rows,), chosen.to(out.dtype), accumulate=True)
+    stated = found.targets[:, None]
+    chosen = found.logits.log_softmax(-1).gather(1, stated).squeeze(1)
+    if found.prior_logits is not None:
+        chosen = chosen - found.prior_logits.log_softmax(-1).gather(1, stated).squeeze(1)
+    return out.index_put((found.rows,), chosen.to(out.dtype), accumulate=True)
 
 
 def load_safetensors_checked(path: Path) -> dict[str, Tensor]:

@@ -84,13 +84,15 @@ def test_relation_scores_sum_every_mention_with_all(tiny_model, make_batch):
         first = tiny_model.relation_scores(image, texts)
         nodes, mask = image.dense_nodes()
         pos = image.dense_nodes(image.node_pos)[0]
-        rows, logits, rel = masked_relation_logits(tiny_model, texts, nodes, mask, pos, "all")
+        rows, logits, rel, prior = masked_relation_logits(
+            tiny_model, texts, nodes, mask, pos, "all"
+        )
         stated = logits.log_softmax(-1).gather(1, rel[:, None]).squeeze(1)
         all_model = GSHN(tiny_model.config.replace(itm_relation_mentions="all"))
         all_model.load_state_dict(tiny_model.state_dict())
         all_model.eval()
         summed = all_model.relation_scores(all_model.encode_image(graphs), texts)
-    assert rows.tolist() == [0, 0, 1]
+    assert rows.tolist() == [0, 0, 1] and prior is None  # no text prior unless asked for
     torch.testing.assert_close(first, torch.stack([stated[0], stated[2]]))
     torch.testing.assert_close(summed, torch.stack([stated[0] + stated[1], stated[2]]))
     assert float(summed[0]) < float(first[0])  # a second log-probability (< 0) was added
@@ -109,7 +111,7 @@ def test_objective_trains_every_mention_with_all(tiny_model, make_batch, caption
     assert every[0].tolist() == [0, 0, 1, 2, 3] and first[0].tolist() == [0, 1, 2, 3]
     tiny_model.config = tiny_model.config.replace(itm_relation_mentions="all")
     loss = masked_relation_loss(tiny_model, texts, nodes, mask, image)
-    assert loss is not None and torch.isfinite(loss[0])
+    assert loss is not None and torch.isfinite(loss.loss) and loss.prior_loss is None
 
 
 def test_relation_logits_read_the_mask_position_and_learn_geometry():
