@@ -199,6 +199,44 @@ def _masked_logits(
     node_pos: Tensor | None,
     prior: Callable[[Tensor], Tensor] | None = None,
 ) -> MaskedLogits | None:
+    found = encode_masked(model, texts, vocab, mentions, nodes.device)
+    if found is None:
+        return None
+    idx, enc = found.rows, found.encoding
+    logits = classify(
+        enc.token_embeds,
+        enc.attention_mask,
+        nodes[idx],
+        node_mask[idx],
+        None if node_pos is None else node_pos[idx],
+        found.mask_index,
+    )
+    prior_logits = None if prior is None else prior(found.mask_states().detach())
+    return MaskedLogits(idx, logits, found.targets, prior_logits)
+
+
+class MaskedTexts(NamedTuple):
+    """The masked copies of some texts, encoded (see :func:`encode_masked`)."""
+
+    rows: Tensor
+    encoding: Any
+    mask_index: Tensor
+    targets: Tensor
+
+    def mask_states(self) -> Tensor:
+        """The text encoder's token state at each copy's mask (``K×D``)."""
+        rows = torch.arange(len(self.mask_index), device=self.mask_index.device)
+        return self.encoding.token_embeds[rows, self.mask_index]
+
+
+def encode_masked(
+    model: Any, texts: Sequence[str], vocab: Sequence[str], mentions: str, device: Any
+) -> MaskedTexts | None:
+    """Mask the phrases of ``vocab`` the texts state (:func:`relation_targets`), encode the
+    masked copies with the model's text encoder and locate each mask: ``rows K`` (the text of
+    each copy), the :class:`~neurogshn.model.text.TextEncoding`, ``mask_index K`` (token index
+    of the mask) and ``targets K`` (the masked phrase). Copies whose mask was truncated away
+    are left out; ``None`` when none is left."""
     te = model.text_encoder
     rows, masked, classes = relation_targets(texts, vocab, te.mask_token, mentions)
     if not rows:
@@ -207,21 +245,9 @@ def _masked_logits(
     keep = [k for k, w in enumerate(where) if w >= 0]
     if not keep:
         return None
-    device = nodes.device
-    idx = torch.tensor([rows[k] for k in keep], device=device)
-    enc = te([masked[k] for k in keep])
-    mask_index = torch.tensor([where[k] for k in keep], device=device)
-    logits = classify(
-        enc.token_embeds,
-        enc.attention_mask,
-        nodes[idx],
-        node_mask[idx],
-        None if node_pos is None else node_pos[idx],
-        mask_index,
+    return MaskedTexts(
+        torch.tensor([rows[k] for k in keep], device=device),
+        te([masked[k] for k in keep]),
+        torch.tensor([where[k] for k in keep], device=device),
+        torch.tensor([classes[k] for k in keep], device=device),
     )
-    prior_logits = None
-    if prior is not None:
-        states = enc.token_embeds[torch.arange(len(keep), device=device), mask_index]
-        prior_logits = prior(states.detach())
-    targets = torch.tensor([classes[k] for k in keep], device=device)
-    return MaskedLogits(idx, logits, targets, prior_logits)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from neurogshn.errors import ConfigError
-from neurogshn.losses.relation import relation_targets
+from neurogshn.losses.relation import encode_masked
 from neurogshn.model.gshn import GSHN
 from neurogshn.model.text_prior import MaskedTextPrior
 
@@ -46,19 +46,15 @@ def masked_states(
     Shapes:
         returns ``K×D``, ``K``.
     """
-    te = model.text_encoder
-    _, masked, classes = relation_targets(tuple(captions), tuple(vocab), te.mask_token, mentions)
-    where = te.mask_positions(masked)
-    keep = [k for k, w in enumerate(where) if w >= 0]
-    dim = model.config.embed_dim
-    states = [torch.empty(0, dim, device=model.device)]
-    for start in range(0, len(keep), batch_size):
-        chunk = keep[start : start + batch_size]
-        enc = te([masked[k] for k in chunk])
-        index = torch.tensor([where[k] for k in chunk], device=model.device)
-        states.append(enc.token_embeds[torch.arange(len(chunk), device=model.device), index])
-    targets = torch.tensor([classes[k] for k in keep], dtype=torch.long, device=model.device)
-    return torch.cat(states).float(), targets
+    states = [torch.empty(0, model.config.embed_dim, device=model.device)]
+    targets = [torch.empty(0, dtype=torch.long, device=model.device)]
+    for start in range(0, len(captions), batch_size):
+        chunk = captions[start : start + batch_size]
+        found = encode_masked(model, chunk, vocab, mentions, model.device)
+        if found is not None:
+            states.append(found.mask_states())
+            targets.append(found.targets)
+    return torch.cat(states).float(), torch.cat(targets)
 
 
 def fit_text_prior(
@@ -83,7 +79,7 @@ def fit_text_prior(
             distribution of the training text).
         epochs: passes over the masked phrases.
         lr: Adam learning rate.
-        batch_size: masked captions per text-encoder call and per optimiser step.
+        batch_size: captions per text-encoder call, masked phrases per optimiser step.
         seed: seed of the batch order.
 
     Returns:
