@@ -204,6 +204,8 @@ class GSHN(nn.Module):
                 c.max_logit_scale,
             )
         if c.itm_weight > 0:
+            relations = len(c.itm_relation_vocab) if c.itm_relation_weight > 0 else 0
+            concepts = len(c.itm_concept_vocab) if c.itm_concept_weight > 0 else 0
             self.itm_head = ITMHead(
                 c.embed_dim,
                 c.itm_heads,
@@ -213,16 +215,12 @@ class GSHN(nn.Module):
                 self_attention=c.itm_self_attention,
                 token_position=c.itm_token_position,
                 max_tokens=c.text_max_length,
-                relation_classes=len(c.itm_relation_vocab) if c.itm_relation_weight > 0 else 0,
+                relation_classes=relations,
                 attention_sink=c.itm_attention_sink,
-                concept_classes=len(c.itm_concept_vocab) if c.itm_concept_weight > 0 else 0,
+                concept_classes=concepts,
             )
             if c.itm_text_prior:
-                self.text_prior = MaskedTextPrior(
-                    c.embed_dim,
-                    relation_classes=len(c.itm_relation_vocab) if c.itm_relation_weight > 0 else 0,
-                    concept_classes=len(c.itm_concept_vocab) if c.itm_concept_weight > 0 else 0,
-                )
+                self.text_prior = MaskedTextPrior(c.embed_dim, relations, concepts)
 
     # ------------------------------------------------------------------ construction
     @classmethod
