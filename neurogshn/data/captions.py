@@ -23,6 +23,12 @@ negatives change one thing about the caption's first relation:
 - ``stuff_replace`` (captions of the ``background`` template only): the background is named
   after a stuff class the scene does not have ("… and there is grass in the background" →
   "… and there is water in the background").
+- ``unrelated_pair``: the first relation restated about a pair of the scene's objects
+  between which *no* relation holds (one of the two objects replaced by another object of the
+  scene), with the relation nearest to holding between them — a near miss, typically a
+  diagonal arrangement that fails the dominance condition. The other kinds never put such a
+  pair before a model, and images where the stated pair sits diagonally were the largest cause
+  of a false first image in text → image retrieval (docs/results.md).
 
 Generation is template-based; *truth* is not: every caption is checked true and every
 negative false by :mod:`neurogshn.data.logic` from the scene's geometry. A negative that the
@@ -43,7 +49,7 @@ from neurogshn.data.logic import (
     evaluate,
     true_relations,
 )
-from neurogshn.data.vocabulary import COLORS, NUMBER_WORDS, SHAPES, SIZES, STUFF
+from neurogshn.data.vocabulary import COLORS, NUMBER_WORDS, RELATIONS, SHAPES, SIZES, STUFF
 
 #: Hard-negative kinds, in the order of the ``hard_negatives_{split}.json`` fields.
 HARD_NEGATIVE_KINDS: tuple[str, ...] = (
@@ -53,6 +59,7 @@ HARD_NEGATIVE_KINDS: tuple[str, ...] = (
     "size_flip",
     "count_flip",
     "stuff_replace",
+    "unrelated_pair",
 )
 
 #: Caption templates. ``{A}``/``{B}`` are noun phrases (without determiner), ``{R}`` a
@@ -219,6 +226,36 @@ def stuff_replacements(spec: CaptionSpec, scene: SceneFacts) -> list[CaptionSpec
     return [replace(spec, stuff=name) for name in names if name not in scene.stuff]
 
 
+def unrelated_pairs(spec: CaptionSpec, scene: SceneFacts) -> list[CaptionSpec]:
+    """Candidates restating the first relation about a pair with no relation between them.
+
+    The object (then the subject) of the first relation is replaced by another object of the
+    scene that has no relation to the one kept, named uniquely (its size named as the
+    replaced phrase's was, or also when that is needed to be unique), and the relation is
+    the one nearest to holding between the two (:meth:`SceneFacts.closeness`). Nearest misses
+    come first. Needs no random draw, like :func:`size_flips`.
+    """
+    out: list[tuple[float, CaptionSpec]] = []
+    kept_a, kept_b = scene.match(spec.a), scene.match(spec.b)
+    if len(kept_a) != 1 or len(kept_b) != 1:
+        return []
+    for slot, kept, replaced in (("b", kept_a[0], spec.b), ("a", kept_b[0], spec.a)):
+        slot_out = []
+        for obj in scene.objects:
+            if obj.id in (kept_a[0].id, kept_b[0].id) or scene.relation(kept, obj) is not None:
+                continue  # (a relation holds one way exactly when its converse holds the other)
+            phrase = describe(obj, replaced.size is not None)
+            if not _unique(scene, phrase):
+                phrase = describe(obj, True)
+                if not _unique(scene, phrase):
+                    continue
+            pair = (kept, obj) if slot == "b" else (obj, kept)
+            close, rel = max((scene.closeness(pair[0], r, pair[1]), r) for r in RELATIONS)
+            slot_out.append((close, replace(spec, rel=rel, **{slot: phrase})))
+        out.extend(sorted(slot_out, key=lambda t: -t[0]))
+    return [cand for _, cand in out]
+
+
 def absent_phrase(
     scene: SceneFacts, rng: np.random.Generator, like: NounPhrase
 ) -> NounPhrase | None:
@@ -263,4 +300,5 @@ def hard_negatives(
     out["size_flip"] = first_accepted(size_flips(spec, scene))
     out["count_flip"] = first_accepted(count_flips(spec))
     out["stuff_replace"] = first_accepted(stuff_replacements(spec, scene))
+    out["unrelated_pair"] = first_accepted(unrelated_pairs(spec, scene))
     return out

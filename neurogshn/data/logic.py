@@ -153,18 +153,15 @@ class SceneFacts:
 
     def holds(self, a: SceneObject, rel: str, b: SceneObject) -> bool:
         """Whether ``a rel b`` holds with the margin and dominance conditions."""
-        dx, dy = b.x - a.x, b.y - a.y
-        if rel == "left of":
-            main, other = dx, dy
-        elif rel == "right of":
-            main, other = -dx, dy
-        elif rel == "above":
-            main, other = dy, dx
-        elif rel == "below":
-            main, other = -dy, dx
-        else:
-            raise StatementError(f"unknown relation {rel!r}")
+        main, other = _displacement(a, rel, b)
         return main > self.margin and main > self.dominance * abs(other)
+
+    def closeness(self, a: SceneObject, rel: str, b: SceneObject) -> float:
+        """How near ``a rel b`` is to holding: the displacement along the relation's axis
+        over what :meth:`holds` asks of it, main / max(margin, dominance × |other|). Above 1
+        exactly when the relation holds."""
+        main, other = _displacement(a, rel, b)
+        return main / max(self.margin, self.dominance * abs(other))
 
     def match(self, np_: NounPhrase) -> list[SceneObject]:
         """Objects matching a noun phrase's attributes."""
@@ -175,6 +172,21 @@ class SceneFacts:
             and (np_.color is None or o.color == np_.color)
             and (np_.size is None or o.size == np_.size)
         ]
+
+
+def _displacement(a: SceneObject, rel: str, b: SceneObject) -> tuple[float, float]:
+    """``b``'s displacement from ``a`` along the axis of ``rel`` (positive: the relation's
+    direction) and along the other axis."""
+    dx, dy = b.x - a.x, b.y - a.y
+    if rel == "left of":
+        return dx, dy
+    if rel == "right of":
+        return -dx, dy
+    if rel == "above":
+        return dy, dx
+    if rel == "below":
+        return -dy, dx
+    raise StatementError(f"unknown relation {rel!r}")
 
 
 # ---------------------------------------------------------------------------------------------

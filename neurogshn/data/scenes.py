@@ -60,7 +60,8 @@ SPLIT_ID_BASE: dict[str, int] = {"train": 0, "val": 1_000_000, "test": 2_000_000
 DEFAULT_SPLITS: dict[str, int] = {"train": 2000, "val": 200, "test": 1000}
 #: 2: hard negatives gained ``size_flip`` (images, captions and other files as in version 1).
 #: 3: hard negatives gained ``count_flip`` and ``stuff_replace`` (everything else as in version 2).
-BENCHMARK_VERSION = 3
+#: 4: hard negatives gained ``unrelated_pair`` (everything else as in version 3).
+BENCHMARK_VERSION = 4
 #: NLVR2-style pairs per training image (val and test keep one per image). One pair per image
 #: let a task head memorise its 2,000 pairs instead of the quantifiers (docs/results.md).
 DEFAULT_NLVR2_TRAIN_PAIRS = 5

@@ -41,6 +41,7 @@ class HardNegativeItem:
     size_flip: str | None = None
     count_flip: str | None = None
     stuff_replace: str | None = None
+    unrelated_pair: str | None = None
 
     def negatives(self) -> dict[str, str]:
         """``{kind: text}`` of the non-null negatives."""
@@ -203,9 +204,14 @@ def load_hard_negatives(
     spec = {"image_id": _int, "caption_index": _int, "caption": _text}
     spec |= dict.fromkeys(HARD_NEGATIVE_KINDS, _opt_text)
     for k, item in enumerate(data["items"]):
-        # files written before size_flip (benchmark version 1) or count_flip and
-        # stuff_replace (version 2) existed have no such field
-        f = r.fields(k, item, spec, optional=("size_flip", "count_flip", "stuff_replace"))
+        # files written before size_flip (benchmark version 1), count_flip and
+        # stuff_replace (version 2) or unrelated_pair (version 3) existed have no such field
+        f = r.fields(
+            k,
+            item,
+            spec,
+            optional=("size_flip", "count_flip", "stuff_replace", "unrelated_pair"),
+        )
         if f is not None and r.known(k, f["image_id"]):
             items.append(HardNegativeItem(**f))
     return r.done(items, list(HARD_NEGATIVE_KINDS))

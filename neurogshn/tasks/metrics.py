@@ -46,6 +46,7 @@ HARD_NEGATIVE_KINDS: dict[str, str] = {
     "size_flip": "size_acc",
     "count_flip": "count_acc",
     "stuff_replace": "stuff_acc",
+    "unrelated_pair": "unrelated_acc",
 }
 
 
@@ -334,12 +335,12 @@ def hard_negative_metrics(
         positive_scores: score of the true caption, one per triple.
         negative_scores: score of the negative caption, one per triple.
         kinds: kind of each triple: ``relation_swap``, ``attribute_swap``,
-            ``object_replace``, ``size_flip``, ``count_flip`` or ``stuff_replace`` (other
-            names are reported as ``<kind>_acc``).
+            ``object_replace``, ``size_flip``, ``count_flip``, ``stuff_replace`` or
+            ``unrelated_pair`` (other names are reported as ``<kind>_acc``).
 
     Returns:
         ``relational_acc``, ``attribute_acc``, ``object_acc``, ``size_acc``, ``count_acc``,
-        ``stuff_acc`` (for the kinds present) with
+        ``stuff_acc``, ``unrelated_acc`` (for the kinds present) with
         their counts ``relational_n`` …, and ``hard_negative_acc`` over all triples.
     """
     pos = _as_tensor(positive_scores).to(torch.float64).reshape(-1)

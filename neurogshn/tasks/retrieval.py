@@ -705,6 +705,7 @@ def summarize_retrieval(metrics: Mapping[str, float]) -> str:
         ("size_acc", "size"),
         ("count_acc", "count"),
         ("stuff_acc", "stuff"),
+        ("unrelated_acc", "unrelated"),
     ):
         value = metrics.get(key)
         if value is not None and not math.isnan(value):

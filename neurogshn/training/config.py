@@ -26,8 +26,8 @@ from neurogshn.errors import ConfigError
 
 #: Hard-negative kinds pretraining draws unless told otherwise. ``size_flip`` is opt-in: drawn
 #: from the first step it cost image→text R@1; configs/pretrain_10k_sizes.json adds it in a
-#: second stage, where it raises R@1 both ways (docs/results.md). ``count_flip`` and
-#: ``stuff_replace`` are opt-in too.
+#: second stage, where it raises R@1 both ways (docs/results.md). ``count_flip``,
+#: ``stuff_replace`` and ``unrelated_pair`` are opt-in too.
 DEFAULT_TRAINING_HARD_NEGATIVE_KINDS: tuple[str, ...] = (
     "relation_swap",
     "attribute_swap",
@@ -69,12 +69,12 @@ class DataConfig:
         max_eval_images: evaluate on the first N images of ``eval_split`` (``None``: all).
         hard_negative_kinds: which hard negatives a step may draw for a caption, among
             ``relation_swap``, ``attribute_swap``, ``object_replace``, ``size_flip``,
-            ``count_flip``, ``stuff_replace`` (``size_flip`` is opt-in: it teaches sizes but
-            cost image→text R@1 in the measurements of docs/results.md; the last two are
-            opt-in as well). A step draws one uniformly among the listed kinds the caption
-            has; a kind listed ``k`` times is drawn ``k`` times as often (``count_flip`` and
-            ``stuff_replace`` exist for few captions, configs/pretrain_10k_counts.json lists
-            them four times).
+            ``count_flip``, ``stuff_replace``, ``unrelated_pair`` (``size_flip`` is opt-in: it
+            teaches sizes but cost image→text R@1 in the measurements of docs/results.md; the
+            last three are opt-in as well). A step draws one uniformly among the listed kinds
+            the caption has; a kind listed ``k`` times is drawn ``k`` times as often
+            (``count_flip`` and ``stuff_replace`` exist for few captions,
+            configs/pretrain_10k_counts.json lists them four times).
         strict: stop at the first bad record instead of skipping it.
         warm_text_cache: before training, run every training caption and hard negative through
             the frozen text layers once, in a fixed order (memoised states then never depend

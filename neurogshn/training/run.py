@@ -303,6 +303,7 @@ SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("size_acc", "size hard-neg. acc. (ITC)"),
     ("count_acc", "count hard-neg. acc. (ITC)"),
     ("stuff_acc", "stuff hard-neg. acc. (ITC)"),
+    ("unrelated_acc", "unrelated-pair hard-neg. acc. (ITC)"),
     ("rsum", "rsum (max 600)"),
 )
 

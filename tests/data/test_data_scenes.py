@@ -16,6 +16,7 @@ from neurogshn.data.captions import (
     CaptionSpec,
     count_flips,
     stuff_replacements,
+    unrelated_pairs,
 )
 from neurogshn.data.coco import CocoPanopticDataset
 from neurogshn.data.logic import (
@@ -24,6 +25,7 @@ from neurogshn.data.logic import (
     NounPhrase,
     Relation,
     SceneFacts,
+    SceneObject,
     answer,
     entailment_label,
     evaluate,
@@ -323,6 +325,59 @@ def test_stuff_replacements() -> None:
     assert stuff_replacements(replace(spec, template="plain", stuff=None), scene) == []
     full = SceneFacts((), STUFF)
     assert stuff_replacements(spec, full) == []
+
+
+def test_unrelated_pair_names_a_pair_with_no_relation(scenes_root: Path, facts) -> None:
+    """An unrelated-pair negative states a relation between two uniquely named objects of the
+    scene between which no relation holds, one of them from the caption's first relation."""
+    n = 0
+    for split in SPLITS:
+        path = scenes_root / "annotations" / f"hard_negatives_{split}.json"
+        for it in json.loads(path.read_text())["items"]:
+            if it["unrelated_pair"] is None:
+                continue
+            scene = facts[split][it["image_id"]]
+            neg = parse_statement(it["unrelated_pair"]).clauses[0]
+            cap = parse_statement(it["caption"]).clauses[0]
+            assert isinstance(neg, Relation) and isinstance(cap, Relation)
+            (sub,), (obj,) = scene.match(neg.subject), scene.match(neg.object)
+            assert scene.relation(sub, obj) is None and scene.relation(obj, sub) is None, it
+            assert 0 < scene.closeness(sub, neg.rel, obj) <= 1, it
+            kept = {o.id for o in scene.match(cap.subject) + scene.match(cap.object)}
+            assert len(kept & {sub.id, obj.id}) == 1, it
+            n += 1
+    assert n > 0
+
+
+def test_unrelated_pairs() -> None:
+    """Exact candidates on a hand-built scene (margin 0.1, dominance 1.25; y grows down)."""
+
+    def obj(i: int, shape: str, color: str, x: float, y: float, size: str = "small"):
+        return SceneObject(i, shape, color, size, x, y, 100)
+
+    a = obj(1, "circle", "red", 0.2, 0.5)
+    b = obj(2, "square", "blue", 0.6, 0.5)  # a is left of b
+    c = obj(3, "cross", "green", 0.47, 0.73, "large")  # diagonal from a; b is above c
+    d = obj(4, "triangle", "yellow", 0.25, 0.56)  # too close to a; b is right of d
+    f = obj(5, "cross", "green", 0.9, 0.1)  # related to both; makes "green cross" ambiguous
+    scene = SceneFacts((a, b, c, d, f))
+    assert scene.closeness(a, "left of", c) == pytest.approx(0.27 / (1.25 * 0.23))
+    assert scene.closeness(a, "above", d) == pytest.approx(0.6)
+    spec = CaptionSpec(
+        "plain", NounPhrase("circle", "red"), "left of", NounPhrase("square", "blue")
+    )
+    assert [c.render() for c in unrelated_pairs(spec, scene)] == [
+        "the red circle is left of the large green cross.",
+        "the red circle is above the yellow triangle.",
+    ]
+    # nothing is unrelated to the blue square: the subject is replaced instead
+    swapped = replace(spec, a=spec.b, rel="right of", b=spec.a)
+    assert [c.render() for c in unrelated_pairs(swapped, scene)] == [
+        "the large green cross is right of the red circle.",
+        "the yellow triangle is below the red circle.",
+    ]
+    assert all(not evaluate(c.render(), scene) for c in unrelated_pairs(spec, scene))
+    assert unrelated_pairs(spec, SceneFacts((a, b))) == []
 
 
 def test_relations_have_margin(scenes_root: Path, facts) -> None:

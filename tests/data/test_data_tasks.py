@@ -62,6 +62,7 @@ def test_hard_negatives_without_size_flip(tmp_path: Path) -> None:
     path.write_text(json.dumps({"version": 1, "items": [item]}))
     tf = load_hard_negatives(path, strict=True)
     assert tf.skipped == [] and tf.items[0].size_flip is None and tf.items[0].count_flip is None
+    assert tf.items[0].unrelated_pair is None
     assert tf.items[0].negatives() == {"relation_swap": item["relation_swap"]}
     path.write_text(json.dumps({"version": 1, "items": [{**item, "size_flip": 3}]}))
     with pytest.raises(DataError, match="size_flip"):

@@ -122,12 +122,13 @@ def test_pairwise_and_hard_negatives():
     assert pairwise_accuracy([1.0, 0.5], [0.0, 0.5]) == 0.5  # the tie counts as wrong
     assert math.isnan(pairwise_accuracy([], []))
     m = hard_negative_metrics(
-        [0.5, 0.5, 0.2, 0.7, 0.9, 0.1, 0.6, 0.3, 0.2, 0.9, 0.4],
-        [0.4, 0.5, 0.3, 0.1, 0.8, 0.2, 0.6, 0.0, 0.3, 0.1, 0.5],
+        [0.5, 0.5, 0.2, 0.7, 0.9, 0.1, 0.6, 0.3, 0.2, 0.9, 0.4, 0.8, 0.1],
+        [0.4, 0.5, 0.3, 0.1, 0.8, 0.2, 0.6, 0.0, 0.3, 0.1, 0.5, 0.7, 0.2],
         ["relation_swap", "relation_swap", "attribute_swap", "object_replace", "attribute_swap"]
         + ["size_flip"] * 3
         + ["count_flip"] * 2
-        + ["stuff_replace"],
+        + ["stuff_replace"]
+        + ["unrelated_pair"] * 2,
     )
     assert m["relational_acc"] == 0.5 and m["relational_n"] == 2
     assert m["attribute_acc"] == 0.5 and m["attribute_n"] == 2
@@ -135,7 +136,8 @@ def test_pairwise_and_hard_negatives():
     assert m["size_acc"] == pytest.approx(1 / 3) and m["size_n"] == 3
     assert m["count_acc"] == 0.5 and m["count_n"] == 2
     assert m["stuff_acc"] == 0.0 and m["stuff_n"] == 1
-    assert m["hard_negative_acc"] == pytest.approx(5 / 11)
+    assert m["unrelated_acc"] == 0.5 and m["unrelated_n"] == 2
+    assert m["hard_negative_acc"] == pytest.approx(6 / 13)
     with pytest.raises(ValueError):
         hard_negative_metrics([1.0], [0.0, 1.0], ["relation_swap"])
 
