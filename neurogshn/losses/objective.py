@@ -51,9 +51,11 @@ from neurogshn.losses.grounding import PhraseNodes, grounding_loss, grounding_ta
 from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
 from neurogshn.losses.relation import (
+    NO_RELATION_KIND,
     MaskedLogits,
     masked_concept_logits,
     masked_relation_logits,
+    unrelated_pair_logits,
 )
 from neurogshn.losses.stl import stl_loss
 
@@ -73,12 +75,16 @@ class PretrainBatch:
         groundings: ``B`` entries (or ``None``: no grounding), the grounded phrases of caption
             ``i`` as ``(char start, char end, node indices within graph i)``
             (:func:`neurogshn.training.data.phrase_nodes`).
+        hard_negative_kinds: ``B`` entries (or ``None``: unknown), the kind of each hard
+            negative (``relation_swap`` …; ``None`` where there is none). Needed by the
+            *no relation* class of masked relation prediction (``itm_relation_none``).
     """
 
     graphs: Batch
     captions: list[str]
     hard_negatives: list[str | None]
     groundings: list[Sequence[PhraseNodes]] | None = None
+    hard_negative_kinds: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         b = int(self.graphs.num_graphs)
@@ -90,30 +96,63 @@ class PretrainBatch:
             raise ValueError(f"{len(self.hard_negatives)} hard negatives for {b} graphs")
         if self.groundings is not None and len(self.groundings) != b:
             raise ValueError(f"{len(self.groundings)} groundings for {b} graphs")
+        if self.hard_negative_kinds is not None and len(self.hard_negative_kinds) != b:
+            raise ValueError(f"{len(self.hard_negative_kinds)} hard-negative kinds for {b} graphs")
+
+    def kinds(self) -> list[str | None]:
+        """The kind of each hard negative (``None`` where unknown or absent)."""
+        if self.hard_negative_kinds is None:
+            return [None] * len(self.hard_negatives)
+        return list(self.hard_negative_kinds)
 
     def to(self, device: torch.device | str) -> PretrainBatch:
         return PretrainBatch(
-            self.graphs.to(device), self.captions, self.hard_negatives, self.groundings
+            self.graphs.to(device),
+            self.captions,
+            self.hard_negatives,
+            self.groundings,
+            self.hard_negative_kinds,
         )
 
 
 class MaskedLoss(NamedTuple):
     """Masked relation or concept prediction on a batch: the classifier's cross-entropy, its
     detached accuracy and, with a text prior (``itm_text_prior``), the prior's cross-entropy
-    (its gradient reaches the prior alone: it reads detached text states)."""
+    (its gradient reaches the prior alone: it reads detached text states). With
+    ``itm_relation_none`` the cross-entropy also covers the unrelated pairs, whose detached
+    accuracy is ``none_accuracy`` (``accuracy`` stays that on the captions)."""
 
     loss: Tensor
     accuracy: Tensor
     prior_loss: Tensor | None = None
+    none_accuracy: Tensor | None = None
 
 
 def masked_relation_loss(
-    model: Any, captions: Sequence[str], nodes: Tensor, node_mask: Tensor, image: Any
+    model: Any,
+    captions: Sequence[str],
+    nodes: Tensor,
+    node_mask: Tensor,
+    image: Any,
+    unrelated: Sequence[tuple[int, str]] = (),
 ) -> MaskedLoss | None:
     """Masked relation prediction (:mod:`neurogshn.losses.relation`) on the captions that
-    state a relation, or ``None`` when none does."""
+    state a relation, and with ``itm_relation_none`` on ``unrelated`` (``(batch row, text)``
+    of the ``unrelated_pair`` hard negatives; target *no relation*); ``None`` when there is
+    nothing to predict."""
     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
-    return _masked_loss(masked_relation_logits(model, captions, nodes, node_mask, pos))
+    found = masked_relation_logits(model, captions, nodes, node_mask, pos)
+    none = None
+    if unrelated and getattr(model.config, "itm_relation_none", False):
+        rows = torch.tensor([r for r, _ in unrelated], device=nodes.device)
+        none = unrelated_pair_logits(
+            model,
+            [t for _, t in unrelated],
+            nodes[rows],
+            node_mask[rows],
+            None if pos is None else pos[rows],
+        )
+    return _masked_loss(found, none)
 
 
 def masked_concept_loss(
@@ -125,16 +164,25 @@ def masked_concept_loss(
     return _masked_loss(masked_concept_logits(model, captions, nodes, node_mask, pos))
 
 
-def _masked_loss(found: MaskedLogits | None) -> MaskedLoss | None:
-    if found is None:
+def _masked_loss(found: MaskedLogits | None, none: MaskedLogits | None = None) -> MaskedLoss | None:
+    parts = [p for p in (found, none) if p is not None]
+    if not parts:
         return None
     cross_entropy = torch.nn.functional.cross_entropy
-    loss = cross_entropy(found.logits, found.targets)
-    accuracy = (found.logits.argmax(-1) == found.targets).float().mean().detach()
-    prior = found.prior_logits
+    logits, targets = torch.cat([p.logits for p in parts]), torch.cat([p.targets for p in parts])
+    prior_loss = None
+    if found is not None and found.prior_logits is not None:
+        prior_loss = cross_entropy(found.prior_logits, found.targets)
     return MaskedLoss(
-        loss, accuracy, None if prior is None else cross_entropy(prior, found.targets)
+        cross_entropy(logits, targets),
+        _accuracy(parts[0]),
+        prior_loss,
+        None if none is None else _accuracy(none),
     )
+
+
+def _accuracy(found: MaskedLogits) -> Tensor:
+    return (found.logits.argmax(-1) == found.targets).float().mean().detach()
 
 
 def _add_masked_loss(
@@ -145,6 +193,8 @@ def _add_masked_loss(
     if result is None:
         return 0.0
     out[f"itm_{name}"], out[f"diag/{name}_accuracy"] = result.loss, result.accuracy
+    if result.none_accuracy is not None:
+        out[f"diag/{name}_none_accuracy"] = result.none_accuracy
     if result.prior_loss is None:
         return weight * result.loss
     out[f"itm_{name}_prior"] = result.prior_loss
@@ -283,7 +333,14 @@ class PretrainingObjective:
                 )
                 total = total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
             if model.config.itm_relation_weight > 0 and model.itm_head.relation_head is not None:
-                relation = masked_relation_loss(model, batch.captions, nodes, node_mask, image)
+                unrelated = [
+                    (i, h)
+                    for i, (h, kind) in enumerate(zip(batch.hard_negatives, batch.kinds()))
+                    if h and kind == NO_RELATION_KIND
+                ]
+                relation = masked_relation_loss(
+                    model, batch.captions, nodes, node_mask, image, unrelated
+                )
                 weight = w["itm"] * model.config.itm_relation_weight
                 total = total + _add_masked_loss(out, "relation", relation, weight)
             if model.itm_head.concept_head is not None:

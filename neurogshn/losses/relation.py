@@ -21,6 +21,11 @@ learned to compare where two named objects are (relation swaps at chance, docs/m
 masked relation can only be recovered from the positions of the objects the caption names,
 which is exactly that comparison, with a 1-of-K target on every caption.
 
+With ``itm_relation_none`` the classifier has one more class, *no relation*, whose targets
+are the batch's ``unrelated_pair`` hard negatives (:func:`unrelated_pair_logits`): captions
+that state a relation between two objects where none holds, so that such a pair's
+probability goes to that class instead of being spread over the relations.
+
 The same prediction scores relations at test time (:meth:`GSHN.relation_scores`): a caption
 that states relation ``r`` gets :math:`\log p(r \mid \ldots)`, its relation-swapped twin the
 log-probability of the same ``r`` with subject and object exchanged.
@@ -151,6 +156,34 @@ def masked_relation_logits(
         node_pos,
         None if prior is None or prior.relation is None else prior.relation_logits,
     )
+
+
+#: The hard-negative kind whose first relation is the "no relation" class's target.
+NO_RELATION_KIND = "unrelated_pair"
+
+
+def unrelated_pair_logits(
+    model: Any,
+    texts: Sequence[str],
+    nodes: Tensor,
+    node_mask: Tensor,
+    node_pos: Tensor | None,
+) -> MaskedLogits | None:
+    """Masked relation prediction on texts whose *first* relation names two objects between
+    which no relation holds (``unrelated_pair`` hard negatives, text ``i`` about image
+    ``i``): as :func:`masked_relation_logits` with ``mentions="first"``, the target being the
+    classifier's last class, *no relation* (``itm_relation_none``), and no text prior (the
+    prior predicts what captions state).
+
+    Returns:
+        :class:`MaskedLogits` (``prior_logits`` ``None``), or ``None`` when no text states a
+        relation.
+    """
+    found = masked_relation_logits(model, texts, nodes, node_mask, node_pos, "first")
+    if found is None:
+        return None
+    none = torch.full_like(found.targets, len(model.config.itm_relation_vocab))
+    return found._replace(targets=none, prior_logits=None)
 
 
 def masked_concept_logits(

@@ -112,6 +112,12 @@ class GSHNConfig:
             something in an image→text ranking. Off by default and in checkpoints predating
             it; a trained model gets one with :func:`neurogshn.training.text_prior.fit_text_prior`
             (``neurogshn fit-prior``).
+        itm_relation_none: the relation classifier gets one more class after the vocabulary,
+            *no relation holds between the two objects*, learnt from the batch's masked
+            ``unrelated_pair`` hard negatives (benchmark version 4, drawn when
+            ``data.hard_negative_kinds`` lists them). Without it the classifier must spread a
+            diagonal pair's probability over the relations, so a caption stating either one of
+            them keeps a high log-probability. Off by default and in checkpoints predating it.
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;
             :mod:`neurogshn.model.crossmodal`). Off by default and in checkpoints predating it;
@@ -163,6 +169,7 @@ class GSHNConfig:
     itm_concept_vocab: tuple[str, ...] = ()
     itm_concept_weight: float = 1.0
     itm_text_prior: bool = False
+    itm_relation_none: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
@@ -228,6 +235,8 @@ class GSHNConfig:
             )
         ):
             bad("itm_text_prior needs an ITM head with a relation or concept classifier")
+        if self.itm_relation_none and not (self.itm_weight > 0 and self.itm_relation_weight > 0):
+            bad("itm_relation_none needs an ITM head with a relation classifier")
         if self.itm_relation_mentions not in RELATION_MENTIONS:
             bad(
                 f"itm_relation_mentions must be one of {RELATION_MENTIONS}, "

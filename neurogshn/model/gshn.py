@@ -206,6 +206,9 @@ class GSHN(nn.Module):
         if c.itm_weight > 0:
             relations = len(c.itm_relation_vocab) if c.itm_relation_weight > 0 else 0
             concepts = len(c.itm_concept_vocab) if c.itm_concept_weight > 0 else 0
+            # the "no relation" class is the classifier's last; the text prior predicts what a
+            # caption states, always a relation of the vocabulary
+            classifier_relations = relations + int(relations > 0 and c.itm_relation_none)
             self.itm_head = ITMHead(
                 c.embed_dim,
                 c.itm_heads,
@@ -215,7 +218,7 @@ class GSHN(nn.Module):
                 self_attention=c.itm_self_attention,
                 token_position=c.itm_token_position,
                 max_tokens=c.text_max_length,
-                relation_classes=relations,
+                relation_classes=classifier_relations,
                 attention_sink=c.itm_attention_sink,
                 concept_classes=concepts,
             )
@@ -402,7 +405,7 @@ class GSHN(nn.Module):
             return 0
         if head.relation_head is None:
             return 1
-        return 3 + 2 * len(self.config.itm_relation_vocab)
+        return 3 + len(self.config.itm_relation_vocab) + head.relation_head.out_features
 
     def match_evidence(self, image: ImageEncoding, text: TextEncoding, texts: list[str]) -> Tensor:
         r"""What the pretrained ITM head says about each pair (image ``i``, text ``i``), as
@@ -416,7 +419,8 @@ class GSHN(nn.Module):
         1 when the text states a relation of ``itm_relation_vocab`` (then the next ``1 + 2R``
         entries come from masked relation prediction of its first relation, whatever
         ``itm_relation_mentions`` says, so that the width is fixed; log-probabilities clamped
-        at -20; else they are 0). Without a relation classifier only ``s`` is returned.
+        at -20; else they are 0; with ``itm_relation_none`` :math:`\log p(\cdot)` has a
+        last entry, no relation). Without a relation classifier only ``s`` is returned.
 
         Why: a yes/no question or a statement such as "is the red cube left of the ball?"
         is answered by comparing where two named objects are, which pretraining taught the
@@ -430,7 +434,7 @@ class GSHN(nn.Module):
         if self.itm_head.relation_head is None:
             return score
         r = len(self.config.itm_relation_vocab)
-        rel = score.new_zeros(score.shape[0], 2 + 2 * r)
+        rel = score.new_zeros(score.shape[0], self.evidence_size - 1)
         found = self._relation_log_probs(image, texts, mentions="first")
         if found is not None:
             rows, relation = found.rows, found.targets
@@ -495,8 +499,10 @@ class GSHN(nn.Module):
             device: where to put the model (default CPU).
             overrides: ``GSHNConfig`` fields to change before loading, to continue training
                 a grown model (e.g. ``{"itm_attention_sink": True}``): parameters the changed
-                configuration adds keep their fresh initialisation (they are logged); every
-                tensor of the file must still fit the new model.
+                configuration adds keep their fresh initialisation, and a layer that gains
+                output rows (a classifier that gains classes, e.g. ``itm_relation_none``)
+                keeps the file's rows first and fresh ones after them (both are logged); every
+                other tensor of the file must still fit the new model.
 
         Raises:
             CheckpointError: missing directory/file, invalid config, a pickle (or other non-
@@ -538,6 +544,10 @@ class GSHN(nn.Module):
         added, missing = (absent, []) if overrides else ([], absent)
         if added:
             log.info("%s: new parameters (freshly initialised): %s", root, ", ".join(added))
+        if overrides:
+            grown = _grow_rows(state, expected)
+            if grown:
+                log.info("%s: new output rows (freshly initialised) of %s", root, ", ".join(grown))
         unexpected = sorted(set(state) - set(expected))
         shapes = sorted(
             f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
@@ -560,6 +570,23 @@ class GSHN(nn.Module):
             )
         model.load_state_dict(state, strict=not added)
         return model.to(resolve_device(device))
+
+
+def _grow_rows(state: dict[str, Tensor], expected: Mapping[str, Tensor]) -> list[str]:
+    """Extend each tensor of ``state`` that has fewer rows (first dimension) than the model's,
+    and otherwise its shape, with the model's fresh rows after its own; the keys grown."""
+    grown = []
+    for key, fresh in expected.items():
+        old = state.get(key)
+        if (
+            old is not None
+            and old.dim() == fresh.dim() >= 1
+            and old.shape[1:] == fresh.shape[1:]
+            and old.shape[0] < fresh.shape[0]
+        ):
+            state[key] = torch.cat([old, fresh[old.shape[0] :].to(old.dtype)])
+            grown.append(key)
+    return grown
 
 
 def _dense_inputs(image: ImageEncoding) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -177,7 +177,7 @@ class PretrainingData:
         order = self.epoch_order(epoch)
         rows = order[index * self.batch_size : (index + 1) * self.batch_size]
         gen = torch.Generator().manual_seed(step_seed(self.seed, epoch, index, self.rank))
-        graphs, captions, negatives, phrases = [], [], [], []
+        graphs, captions, negatives, kinds, phrases = [], [], [], [], []
         for row in rows:
             graph_index, image_id = self.rows[row]
             graph = self.source.graphs[graph_index]
@@ -187,13 +187,18 @@ class PretrainingData:
             captions.append(str(caps[c]))
             phrases.append(phrase_nodes(self.source.groundings.get((image_id, c), ()), graph))
             options = self.source.hard_negatives.get((image_id, c), {})
-            available = [options[k] for k in self.kinds if k in options]
+            available = [k for k in self.kinds if k in options]
             # Always draw, so that the stream of random numbers does not depend on the file.
             pick = int(torch.randint(1 << 30, (1,), generator=gen))
-            negatives.append(available[pick % len(available)] if available else None)
-        if not self.source.groundings:
-            return batch_type(Batch.from_data_list(graphs), captions, negatives)
-        return batch_type(Batch.from_data_list(graphs), captions, negatives, phrases)
+            kind = available[pick % len(available)] if available else None
+            negatives.append(None if kind is None else options[kind])
+            kinds.append(kind)
+        args = [Batch.from_data_list(graphs), captions, negatives]
+        if self.source.groundings:
+            args.append(phrases)
+        if self.batch_type is None:  # ours knows the kinds; a caller's may take three fields
+            return batch_type(*args, hard_negative_kinds=kinds)
+        return batch_type(*args)
 
 
 def phrase_nodes(

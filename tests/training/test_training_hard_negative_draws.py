@@ -48,3 +48,16 @@ def test_kinds_are_drawn_uniformly_among_those_a_caption_has():
 def test_a_kind_listed_k_times_is_drawn_k_times_as_often():
     share = count_share(("relation_swap", "count_flip", "count_flip", "count_flip"))
     assert share == pytest.approx(0.75, abs=0.04)
+
+
+def test_batches_carry_the_kind_of_each_negative():
+    """The default batch type records which kind each drawn negative is (the masked relation
+    prediction's "no relation" class learns from one kind); the draws are unchanged."""
+    data = PretrainingData(source(), 16, seed=3, kinds=("relation_swap", "count_flip"))
+    batch = data.batch(0, 0)
+    assert batch.hard_negative_kinds is not None and len(batch.hard_negative_kinds) == 16
+    for neg, kind in zip(batch.hard_negatives, batch.kinds(), strict=True):
+        assert neg == f"{'swap' if kind == 'relation_swap' else 'count'} {neg.split()[1]}"
+    assert set(batch.kinds()) == {"relation_swap", "count_flip"}
+    none = PretrainingData(source(), 16, seed=3, kinds=("size_flip",)).batch(0, 0)
+    assert none.hard_negatives == [None] * 16 and none.kinds() == [None] * 16
