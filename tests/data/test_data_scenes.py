@@ -337,9 +337,10 @@ def test_unrelated_pair_names_a_pair_with_no_relation(scenes_root: Path, facts) 
             if it["unrelated_pair"] is None:
                 continue
             scene = facts[split][it["image_id"]]
-            neg = parse_statement(it["unrelated_pair"]).clauses[0]
-            cap = parse_statement(it["caption"]).clauses[0]
-            assert isinstance(neg, Relation) and isinstance(cap, Relation)
+            neg, cap = (
+                next(c for c in parse_statement(t).clauses if isinstance(c, Relation))
+                for t in (it["unrelated_pair"], it["caption"])
+            )
             (sub,), (obj,) = scene.match(neg.subject), scene.match(neg.object)
             assert scene.relation(sub, obj) is None and scene.relation(obj, sub) is None, it
             assert 0 < scene.closeness(sub, neg.rel, obj) <= 1, it

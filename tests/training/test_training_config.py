@@ -181,3 +181,31 @@ def test_10k_concepts_config_is_the_counts_stage_reading_the_whole_caption() -> 
 
     grown = GSHNConfig().replace(**concepts.model.overrides)
     assert grown.itm_concept_vocab == (*STUFF, *NUMBER_WORDS[1:])
+
+
+def test_10k_relations_config_is_the_concepts_stage_with_no_relation() -> None:
+    """configs/pretrain_10k_relations.json (a fourth stage, from a concept-stage checkpoint)
+    adds the unrelated-pair negatives, the text prior and the "no relation" class; nothing
+    else differs from the concept stage but the budget."""
+    concepts = TrainConfig.from_json(CONFIGS / "pretrain_10k_concepts.json")
+    relations = TrainConfig.from_json(CONFIGS / "pretrain_10k_relations.json")
+    assert set(concepts.diff(relations)) <= {
+        "checkpoint.out_dir",
+        "data.hard_negative_kinds",
+        "model.overrides.itm_text_prior",
+        "model.overrides.itm_relation_none",
+        "schedule.epochs",
+    }
+    assert relations.model.overrides == {
+        **concepts.model.overrides,
+        "itm_text_prior": True,
+        "itm_relation_none": True,
+    }
+    kinds = list(relations.data.hard_negative_kinds)
+    assert kinds == [*concepts.data.hard_negative_kinds, "unrelated_pair", "unrelated_pair"]
+    assert relations.checkpoint.out_dir != concepts.checkpoint.out_dir
+    assert relations.model.init_from is None  # --set model.init_from=... (docs/training.md)
+    from neurogshn.model.config import GSHNConfig
+
+    grown = GSHNConfig().replace(**relations.model.overrides)
+    assert grown.itm_relation_none and grown.itm_text_prior
