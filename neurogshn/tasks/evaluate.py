@@ -229,7 +229,8 @@ def evaluate_checkpoint(
                 "first, in random order; *_oracle_specific: captions true of fewer images "
                 f"first); {100 * metrics['ambiguous_caption_frac']:.1f} % of the captions are "
                 "true of more than one image. *_true@1: the first candidate is true of the "
-                "query, whoever owns it"
+                "query, whoever owns it. *_R@1_given_truth: R@1 with every false pair left "
+                "out (how the ranking breaks the ties the captions leave)"
             )
         if rerank:
             notes.append(

@@ -260,6 +260,41 @@ def retrieval_oracle(
     return out
 
 
+def recall_given_truth(
+    similarity: Tensor | np.ndarray,
+    truth: Tensor | np.ndarray,
+    caption_to_image: Tensor | np.ndarray | Sequence[int],
+) -> dict[str, float]:
+    """R@1 of a ranking with every false pair dropped: how well it breaks the ties that the
+    captions leave, once its reading errors are taken away.
+
+    ``R@1`` loses to two things: a first candidate that is false (a reading error, see
+    :func:`top1_truth`) and one that is true but not the query's own (a caption true of
+    several images). This measures the second alone; compare it with the random order of
+    :func:`retrieval_oracle` (``*_R@1_oracle``) and, on the benchmark, with the Bayes decision
+    under the caption generator (``benchmarks/caption_ceiling.py``).
+
+    Args:
+        similarity: image-by-caption scores (``I×C``).
+        truth: ``truth[i, c]``: caption ``c`` is true of image ``i`` (``I×C``; each caption
+            must be true of its own image).
+        caption_to_image: image row of each caption (``C``).
+
+    Returns:
+        ``i2t_R@1_given_truth`` and ``t2i_R@1_given_truth``.
+    """
+    sim = _as_tensor(similarity).to(torch.float64)
+    t = _as_tensor(truth).to(torch.bool)
+    if sim.shape != t.shape:
+        raise ValueError(f"similarity {tuple(sim.shape)} and truth {tuple(t.shape)} differ")
+    owner = _as_tensor(caption_to_image).to(torch.long).reshape(-1)
+    if not t[owner, torch.arange(len(owner))].all():
+        raise ValueError("a caption is not true of its own image")
+    floor = (sim.min() if sim.numel() else sim.new_zeros(())) - 1.0
+    m = retrieval_metrics(sim.masked_fill(~t, float(floor)), owner, ks=(1,))
+    return {f"{d}_R@1_given_truth": m[f"{d}_R@1"] for d in ("i2t", "t2i")}
+
+
 def top1_truth(
     similarity: Tensor | np.ndarray,
     truth: Tensor | np.ndarray,

@@ -27,6 +27,7 @@ from neurogshn.errors import DataError
 from neurogshn.tasks.metrics import (
     HARD_NEGATIVE_KINDS,
     hard_negative_metrics,
+    recall_given_truth,
     retrieval_metrics,
     retrieval_oracle,
     top1_truth,
@@ -201,8 +202,10 @@ def evaluate_retrieval(
             ``ambiguous_caption_frac``), and how often the first candidate is true of the
             query whoever owns it, ``i2t_true@1`` / ``t2i_true@1``
             (:func:`~neurogshn.tasks.metrics.top1_truth`; ``*_true@1_itc`` for the cosine
-            ranking when re-ranking), and why the first candidate is false when it is,
-            ``i2t_false@1_binding`` … (:func:`top1_false_reasons`).
+            ranking when re-ranking), why the first candidate is false when it is,
+            ``i2t_false@1_binding`` … (:func:`top1_false_reasons`), and the R@1 the ranking
+            would get without its false pairs, ``i2t_R@1_given_truth`` /
+            ``t2i_R@1_given_truth`` (:func:`~neurogshn.tasks.metrics.recall_given_truth`).
         pool_norm: ``β > 0`` (needs ``rerank``): also report image→text figures with each
             caption's score lowered by ``β · log(ε + n̂(c))``, ``n̂(c)`` the number of
             evaluated images its ITM score matches (:func:`pool_normalize_i2t`). This is
@@ -287,6 +290,8 @@ def evaluate_retrieval(
             truth = torch.from_numpy(truth_matrix(texts, scenes).T)  # I×C
             out.update(retrieval_oracle(truth, owner_t))
             for direction, ranking in (("i2t", i2t_sim), ("t2i", t2i_sim)):
+                given = recall_given_truth(ranking, truth, owner_t)
+                out[f"{direction}_R@1_given_truth"] = given[f"{direction}_R@1_given_truth"]
                 out.update(top1_truth(ranking, truth, direction))
                 out.update(top1_false_reasons(ranking, truth, texts, scenes, direction))
             if rerank > 0:

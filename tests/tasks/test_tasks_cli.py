@@ -96,6 +96,9 @@ def test_evaluate_retrieval_cli(scenes_root, tiny_checkpoint, tmp_path, capsys):
         assert direct[key] == pytest.approx(m[key]), key
     for key in ("i2t_true@1_itc", "i2t_R@1_oracle", "i2t_R@5_oracle_specific", "rsum_oracle"):
         assert direct[key] == pytest.approx(m[key]), key
+    # without its false pairs a ranking can only do better, and no better than every hit
+    for d in ("i2t", "t2i"):
+        assert m[f"{d}_R@1"] <= m[f"{d}_R@1_given_truth"] <= 1.0
 
 
 def _coco2017_copy(src: Path, dst: Path, split: str = "test", coco_split: str = "val") -> Path:

@@ -192,3 +192,27 @@ def test_vqa_ve_nlvr2():
 def test_format_table():
     text = format_metrics_table({"i2t_R@1": 0.5, "rsum": 300.0, "vqa_n": 4.0}, title="x")
     assert "50.00 %" in text and "300.00" in text and "vqa_n" in text and text.startswith("x")
+
+
+def test_recall_given_truth_drops_false_pairs():
+    """Two images, three captions (0, 1 of image 0; 2 of image 1). Caption 0 is also true of
+    image 1, caption 1 is false of it. t2i: caption 0 ranks image 1 first (a tie the caption
+    allows, still a miss), caption 1 ranks image 1 first but that pair is false (dropped:
+    a hit), caption 2 is right. i2t: image 1 ranks caption 1 (false) above its own."""
+    from neurogshn.tasks.metrics import recall_given_truth
+
+    sim = torch.tensor([[0.2, 0.1, 0.0], [0.9, 0.8, 0.5]])
+    truth = torch.tensor([[True, True, False], [True, False, True]])
+    owner = [0, 0, 1]
+    assert retrieval_metrics(sim, owner)["t2i_R@1"] == pytest.approx(1 / 3)
+    got = recall_given_truth(sim, truth, owner)
+    assert got["t2i_R@1_given_truth"] == pytest.approx(2 / 3)
+    # image 1: caption 0 (true of it, not its own) still beats caption 2
+    assert got["i2t_R@1_given_truth"] == pytest.approx(1 / 2)
+    truth[1, 0] = False
+    assert recall_given_truth(sim, truth, owner) == {
+        "i2t_R@1_given_truth": 1.0,
+        "t2i_R@1_given_truth": 1.0,
+    }
+    with pytest.raises(ValueError, match="own image"):
+        recall_given_truth(sim, torch.zeros(2, 3, dtype=torch.bool), owner)
