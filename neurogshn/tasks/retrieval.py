@@ -290,8 +290,7 @@ def evaluate_retrieval(
             truth = torch.from_numpy(truth_matrix(texts, scenes).T)  # I×C
             out.update(retrieval_oracle(truth, owner_t))
             for direction, ranking in (("i2t", i2t_sim), ("t2i", t2i_sim)):
-                given = recall_given_truth(ranking, truth, owner_t)
-                out[f"{direction}_R@1_given_truth"] = given[f"{direction}_R@1_given_truth"]
+                out.update(recall_given_truth(ranking, truth, owner_t, direction))
                 out.update(top1_truth(ranking, truth, direction))
                 out.update(top1_false_reasons(ranking, truth, texts, scenes, direction))
             if rerank > 0:

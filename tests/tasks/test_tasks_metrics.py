@@ -214,5 +214,9 @@ def test_recall_given_truth_drops_false_pairs():
         "i2t_R@1_given_truth": 1.0,
         "t2i_R@1_given_truth": 1.0,
     }
-    with pytest.raises(ValueError, match="own image"):
-        recall_given_truth(sim, torch.zeros(2, 3, dtype=torch.bool), owner)
+    assert recall_given_truth(sim, truth, owner, "t2i") == {"t2i_R@1_given_truth": 1.0}
+    # a caption false of its own image keeps its own pair: nothing true to rank, every hit
+    nothing = recall_given_truth(sim, torch.zeros(2, 3, dtype=torch.bool), owner)
+    assert nothing == {"i2t_R@1_given_truth": 1.0, "t2i_R@1_given_truth": 1.0}
+    with pytest.raises(ValueError, match="direction"):
+        recall_given_truth(sim, truth, owner, "up")
