@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurogshn.model.crossmodal import CrossModalEncoder
+from neurogshn.model.relation_geometry import RelationGeometry
 
 
 class ITMHead(CrossModalEncoder):
@@ -70,6 +71,9 @@ class ITMHead(CrossModalEncoder):
         concept_classes: size of the masked-concept classifier (0: none).
         attention_sink: every cross-attention also attends to a learned null node, which
             lets the head count (:mod:`neurogshn.model.crossmodal`).
+        relation_geometry: add to the relation classifier a classifier on the displacement
+            between two pointed-at node centroids (:mod:`neurogshn.model.relation_geometry`;
+            needs ``relation_classes`` and ``node_pos``).
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
@@ -90,6 +94,7 @@ class ITMHead(CrossModalEncoder):
         relation_classes: int = 0,
         attention_sink: bool = False,
         concept_classes: int = 0,
+        relation_geometry: bool = False,
     ) -> None:
         super().__init__(
             dim,
@@ -108,6 +113,11 @@ class ITMHead(CrossModalEncoder):
         self.relation_head = nn.Linear(dim, relation_classes) if relation_classes > 0 else None
         # masked concept prediction (same module); absent when 0
         self.concept_head = nn.Linear(dim, concept_classes) if concept_classes > 0 else None
+        if relation_geometry and relation_classes <= 0:
+            raise ValueError("relation_geometry needs a relation classifier (relation_classes > 0)")
+        self.relation_geometry = (
+            RelationGeometry(dim, relation_classes) if relation_geometry else None
+        )
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -117,6 +127,8 @@ class ITMHead(CrossModalEncoder):
             self.relation_head.reset_parameters()
         if self.concept_head is not None:
             self.concept_head.reset_parameters()
+        if self.relation_geometry is not None:
+            self.relation_geometry.reset_parameters()
 
     def _mask_states(
         self,
@@ -140,18 +152,30 @@ class ITMHead(CrossModalEncoder):
         node_mask: Tensor,
         node_pos: Tensor | None,
         mask_index: Tensor,
-    ) -> Tensor:
-        """Relation-class logits at each pair's masked position (masked relation prediction).
+        return_pointers: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor | None]:
+        """Relation-class logits at each pair's masked position (masked relation prediction),
+        plus, with ``relation_geometry``, the displacement classifier's logits.
 
         Shapes:
             tokens ``P×L×D`` … as :meth:`forward`; mask_index ``P`` (token index of the mask)
-            → ``P×K``.
+            → ``P×K``; with ``return_pointers`` also the subject/object pointers ``P×2×N``
+            (``None`` without ``relation_geometry``).
         """
         if self.relation_head is None:
             raise ValueError("this ITM head has no relation classifier (relation_classes=0)")
-        return self.relation_head(
-            self._mask_states(tokens, token_mask, nodes, node_mask, node_pos, mask_index)
-        )
+        state = self._mask_states(tokens, token_mask, nodes, node_mask, node_pos, mask_index)
+        logits = self.relation_head(state)
+        pointers = None
+        if self.relation_geometry is not None:
+            if node_pos is None:
+                raise ValueError("relation_geometry needs node_pos (the graphs' `pos` centroids)")
+            placed = nodes
+            if self.position is not None:
+                placed = nodes + self.position(node_pos.to(nodes.dtype))
+            geometric, pointers = self.relation_geometry(state, placed, node_mask, node_pos)
+            logits = logits + geometric
+        return (logits, pointers) if return_pointers else logits
 
     def concept_logits(
         self,

@@ -55,6 +55,7 @@ from neurogshn.losses.relation import (
     MaskedLogits,
     masked_concept_logits,
     masked_relation_logits,
+    pointer_loss,
     unrelated_pair_logits,
 )
 from neurogshn.losses.stl import stl_loss
@@ -120,12 +121,16 @@ class MaskedLoss(NamedTuple):
     detached accuracy and, with a text prior (``itm_text_prior``), the prior's cross-entropy
     (its gradient reaches the prior alone: it reads detached text states). With
     ``itm_relation_none`` the cross-entropy also covers the unrelated pairs, whose detached
-    accuracy is ``none_accuracy`` (``accuracy`` stays that on the captions)."""
+    accuracy is ``none_accuracy`` (``accuracy`` stays that on the captions). With
+    ``itm_relation_geometry`` and groundings, the pointers' grounding loss and accuracy
+    (:func:`~neurogshn.losses.relation.pointer_loss`)."""
 
     loss: Tensor
     accuracy: Tensor
     prior_loss: Tensor | None = None
     none_accuracy: Tensor | None = None
+    pointer_loss: Tensor | None = None
+    pointer_accuracy: Tensor | None = None
 
 
 def masked_relation_loss(
@@ -135,11 +140,14 @@ def masked_relation_loss(
     node_mask: Tensor,
     image: Any,
     unrelated: Sequence[tuple[int, str]] = (),
+    groundings: Sequence[Sequence[PhraseNodes] | None] | None = None,
 ) -> MaskedLoss | None:
     """Masked relation prediction (:mod:`neurogshn.losses.relation`) on the captions that
     state a relation, and with ``itm_relation_none`` on ``unrelated`` (``(batch row, text)``
-    of the ``unrelated_pair`` hard negatives; target *no relation*); ``None`` when there is
-    nothing to predict."""
+    of the ``unrelated_pair`` hard negatives; target *no relation*); with
+    ``itm_relation_geometry`` and the captions' ``groundings``, the pointers' grounding
+    (:func:`~neurogshn.losses.relation.pointer_loss`). ``None`` when there is nothing to
+    predict."""
     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
     found = masked_relation_logits(model, captions, nodes, node_mask, pos)
     none = None
@@ -152,7 +160,13 @@ def masked_relation_loss(
             node_mask[rows],
             None if pos is None else pos[rows],
         )
-    return _masked_loss(found, none)
+    result = _masked_loss(found, none)
+    if result is None or found is None or groundings is None:
+        return result
+    pointer = pointer_loss(found, groundings)
+    if pointer is None:
+        return result
+    return result._replace(pointer_loss=pointer[0], pointer_accuracy=pointer[1])
 
 
 def masked_concept_loss(
@@ -195,10 +209,15 @@ def _add_masked_loss(
     out[f"itm_{name}"], out[f"diag/{name}_accuracy"] = result.loss, result.accuracy
     if result.none_accuracy is not None:
         out[f"diag/{name}_none_accuracy"] = result.none_accuracy
-    if result.prior_loss is None:
-        return weight * result.loss
-    out[f"itm_{name}_prior"] = result.prior_loss
-    return weight * (result.loss + result.prior_loss)
+    total = result.loss
+    if result.prior_loss is not None:
+        out[f"itm_{name}_prior"] = result.prior_loss
+        total = total + result.prior_loss
+    if result.pointer_loss is not None:
+        out[f"itm_{name}_pointer"] = result.pointer_loss
+        out[f"diag/{name}_pointer_accuracy"] = result.pointer_accuracy
+        total = total + result.pointer_loss
+    return weight * total
 
 
 class PretrainingObjective:
@@ -339,7 +358,7 @@ class PretrainingObjective:
                     if h and kind == NO_RELATION_KIND
                 ]
                 relation = masked_relation_loss(
-                    model, batch.captions, nodes, node_mask, image, unrelated
+                    model, batch.captions, nodes, node_mask, image, unrelated, batch.groundings
                 )
                 weight = w["itm"] * model.config.itm_relation_weight
                 total = total + _add_masked_loss(out, "relation", relation, weight)

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from neurogshn.losses.grounding import PhraseNodes
 from neurogshn.model.config import RELATION_MENTIONS
 
 
@@ -54,12 +55,17 @@ class MaskedLogits(NamedTuple):
         prior_logits: ``K×V`` logits of the text-only prior
             (:class:`~neurogshn.model.text_prior.MaskedTextPrior`, on detached text states),
             or ``None`` when the model has none.
+        pointers: ``K×2×N`` subject/object pointers of the relation geometry
+            (``itm_relation_geometry``), else ``None``.
+        spans: ``K`` character spans ``(start, end)`` of the masked phrases in their texts.
     """
 
     rows: Tensor
     logits: Tensor
     targets: Tensor
     prior_logits: Tensor | None = None
+    pointers: Tensor | None = None
+    spans: tuple[tuple[int, int], ...] = ()
 
 
 @lru_cache(maxsize=32)
@@ -67,6 +73,18 @@ def _pattern(vocab: tuple[str, ...]) -> re.Pattern[str]:
     phrases = sorted(vocab, key=len, reverse=True)  # "left of" before "left"
     alternatives = "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases)
     return re.compile(rf"(?<![\w-])({alternatives})(?![\w-])", re.IGNORECASE)
+
+
+def relation_mentions(text: str, vocab: Sequence[str]) -> list[tuple[int, int, int]]:
+    """Every phrase of ``vocab`` in ``text``, in order: ``(start, end, index in vocab)``
+    (character span; matching is case-insensitive, on whole words)."""
+    if not vocab:
+        return []
+    canonical = [" ".join(p.lower().split()) for p in vocab]
+    return [
+        (m.start(), m.end(), canonical.index(" ".join(m.group(1).lower().split())))
+        for m in _pattern(tuple(vocab)).finditer(text)
+    ]
 
 
 def mask_relations(text: str, vocab: Sequence[str], mask_token: str) -> list[tuple[str, int]]:
@@ -78,15 +96,10 @@ def mask_relations(text: str, vocab: Sequence[str], mask_token: str) -> list[tup
     above the cone", 0), ("the red circle is left of the cube, and the cube is [MASK] the
     cone", 2)]``.
     """
-    if not vocab:
-        return []
-    canonical = [" ".join(p.lower().split()) for p in vocab]
-    out = []
-    for match in _pattern(tuple(vocab)).finditer(text):
-        said = " ".join(match.group(1).lower().split())
-        masked = text[: match.start()] + mask_token + text[match.end() :]
-        out.append((masked, canonical.index(said)))
-    return out
+    return [
+        (text[:start] + mask_token + text[end:], index)
+        for start, end, index in relation_mentions(text, vocab)
+    ]
 
 
 def mask_relation(text: str, vocab: Sequence[str], mask_token: str) -> tuple[str, int] | None:
@@ -106,16 +119,24 @@ def relation_targets(
     """For the captions that state a relation: their batch rows, masked texts and relation
     indices (see :func:`mask_relations`). ``mentions="first"``: one entry per caption, its
     first relation; ``"all"``: one entry per relation phrase (a row then repeats)."""
+    rows, texts, classes, _ = _relation_copies(captions, vocab, mask_token, mentions)
+    return rows, texts, classes
+
+
+def _relation_copies(
+    captions: Sequence[str], vocab: Sequence[str], mask_token: str, mentions: str
+) -> tuple[list[int], list[str], list[int], list[tuple[int, int]]]:
     if mentions not in RELATION_MENTIONS:
         raise ValueError(f"mentions must be one of {RELATION_MENTIONS}, got {mentions!r}")
-    rows, texts, classes = [], [], []
+    rows, texts, classes, spans = [], [], [], []
     for i, caption in enumerate(captions):
-        found = mask_relations(caption, vocab, mask_token)
-        for masked, index in found if mentions == "all" else found[:1]:
+        found = relation_mentions(caption, vocab)
+        for start, end, index in found if mentions == "all" else found[:1]:
             rows.append(i)
-            texts.append(masked)
+            texts.append(caption[:start] + mask_token + caption[end:])
             classes.append(index)
-    return rows, texts, classes
+            spans.append((start, end))
+    return rows, texts, classes, spans
 
 
 def masked_relation_logits(
@@ -155,6 +176,7 @@ def masked_relation_logits(
         node_mask,
         node_pos,
         None if prior is None or prior.relation is None else prior.relation_logits,
+        pointers=getattr(model.itm_head, "relation_geometry", None) is not None,
     )
 
 
@@ -231,12 +253,13 @@ def _masked_logits(
     node_mask: Tensor,
     node_pos: Tensor | None,
     prior: Callable[[Tensor], Tensor] | None = None,
+    pointers: bool = False,
 ) -> MaskedLogits | None:
     found = encode_masked(model, texts, vocab, mentions, nodes.device)
     if found is None:
         return None
     idx, enc = found.rows, found.encoding
-    logits = classify(
+    inputs = (
         enc.token_embeds,
         enc.attention_mask,
         nodes[idx],
@@ -244,8 +267,13 @@ def _masked_logits(
         None if node_pos is None else node_pos[idx],
         found.mask_index,
     )
+    where = None
+    if pointers:
+        logits, where = classify(*inputs, return_pointers=True)
+    else:
+        logits = classify(*inputs)
     prior_logits = None if prior is None else prior(found.mask_states().detach())
-    return MaskedLogits(idx, logits, found.targets, prior_logits)
+    return MaskedLogits(idx, logits, found.targets, prior_logits, where, found.spans)
 
 
 class MaskedTexts(NamedTuple):
@@ -255,6 +283,7 @@ class MaskedTexts(NamedTuple):
     encoding: Any
     mask_index: Tensor
     targets: Tensor
+    spans: tuple[tuple[int, int], ...] = ()
 
     def mask_states(self) -> Tensor:
         """The text encoder's token state at each copy's mask (``K×D``)."""
@@ -268,10 +297,11 @@ def encode_masked(
     """Mask the phrases of ``vocab`` the texts state (:func:`relation_targets`), encode the
     masked copies with the model's text encoder and locate each mask: ``rows K`` (the text of
     each copy), the :class:`~neurogshn.model.text.TextEncoding`, ``mask_index K`` (token index
-    of the mask) and ``targets K`` (the masked phrase). Copies whose mask was truncated away
-    are left out; ``None`` when none is left."""
+    of the mask), ``targets K`` (the masked phrase) and ``spans`` (the phrase's characters in
+    its text). Copies whose mask was truncated away are left out; ``None`` when none is
+    left."""
     te = model.text_encoder
-    rows, masked, classes = relation_targets(texts, vocab, te.mask_token, mentions)
+    rows, masked, classes, spans = _relation_copies(texts, vocab, te.mask_token, mentions)
     if not rows:
         return None
     where = te.mask_positions(masked)
@@ -283,4 +313,100 @@ def encode_masked(
         te([masked[k] for k in keep]),
         torch.tensor([where[k] for k in keep], device=device),
         torch.tensor([classes[k] for k in keep], device=device),
+        tuple(spans[k] for k in keep),
     )
+
+
+def pointer_targets(
+    found: MaskedLogits,
+    groundings: Sequence[Sequence[PhraseNodes] | None],
+    num_nodes: int,
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """Where the relation geometry's pointers should land: for each masked relation, the
+    nodes of the two grounded phrases of its text nearest to the masked phrase (by characters
+    between them; the benchmark's subject and object, in either order).
+
+    Args:
+        found: masked relations of some texts (with ``spans``).
+        groundings: per text (the ``found.rows`` index into it), its grounded phrases
+            ``(start, end, node indices)`` or ``None``.
+        num_nodes: ``N`` (node indices at or beyond it are dropped).
+
+    Returns:
+        ``keep K'`` (indices into ``found``'s rows with two such phrases) and the two phrases'
+        node masks ``K'×N`` each, or ``None`` when no masked relation has two.
+    """
+    keep, first, second = [], [], []
+    for k, (row, (start, end)) in enumerate(zip(found.rows.tolist(), found.spans)):
+        phrases = groundings[row] if row < len(groundings) else None
+        near = []
+        for p_start, p_end, nodes in phrases or ():
+            nodes = tuple(n for n in nodes if 0 <= n < num_nodes)
+            if not nodes or (p_start < end and start < p_end):
+                continue
+            gap = start - p_end if p_end <= start else p_start - end
+            near.append((gap, nodes))
+        near.sort(key=lambda item: item[0])
+        if len(near) < 2 or set(near[0][1]) == set(near[1][1]):
+            continue
+        keep.append(k)
+        first.append(near[0][1])
+        second.append(near[1][1])
+    if not keep:
+        return None
+    device = found.logits.device
+
+    def masks(sets: list[tuple[int, ...]]) -> Tensor:
+        out = torch.zeros(len(sets), num_nodes, dtype=torch.bool, device=device)
+        for i, nodes in enumerate(sets):
+            out[i, list(nodes)] = True
+        return out
+
+    return torch.tensor(keep, device=device), masks(first), masks(second)
+
+
+def pointer_loss(
+    found: MaskedLogits, groundings: Sequence[Sequence[PhraseNodes] | None]
+) -> tuple[Tensor, Tensor] | None:
+    r"""Grounding of the relation geometry's subject and object pointers
+    (:mod:`neurogshn.model.relation_geometry`) on the two phrases of :func:`pointer_targets`,
+    :math:`S_1` and :math:`S_2`, in whichever order fits better:
+
+    .. math::
+        \mathcal{L}_{ptr} = \tfrac12 \min\Big(
+            -\log a^s(S_1) - \log a^o(S_2),\; -\log a^s(S_2) - \log a^o(S_1)\Big),
+        \qquad a(S) = \textstyle\sum_{n \in S} a_n
+
+    averaged over the masked relations that have both phrases. Which pointer is the subject
+    is the relation loss's to decide (its gradient reaches the pointers through the
+    displacement).
+
+    Returns:
+        the loss and the detached share of relations whose two pointers both peak inside
+        their phrases (in that order), or ``None`` without pointers or targets.
+    """
+    if found.pointers is None:
+        return None
+    targets = pointer_targets(found, groundings, found.pointers.shape[-1])
+    if targets is None:
+        return None
+    keep, first, second = targets
+    pointers = found.pointers[keep]
+
+    def mass(p: Tensor, nodes: Tensor) -> Tensor:
+        return (p * nodes).sum(-1).clamp_min(1e-8).log()
+
+    subject, obj = pointers[:, 0], pointers[:, 1]
+    straight = -(mass(subject, first) + mass(obj, second))
+    crossed = -(mass(subject, second) + mass(obj, first))
+    loss = 0.5 * torch.minimum(straight, crossed).mean()
+    peak_s = subject.argmax(-1, keepdim=True)
+    peak_o = obj.argmax(-1, keepdim=True)
+
+    def hit(nodes: Tensor, peak: Tensor) -> Tensor:
+        return nodes.gather(1, peak).squeeze(1)
+
+    straight_hit = hit(first, peak_s) & hit(second, peak_o)
+    crossed_hit = hit(second, peak_s) & hit(first, peak_o)
+    chosen = torch.where(straight <= crossed, straight_hit, crossed_hit)
+    return loss, chosen.float().mean().detach()

@@ -118,6 +118,11 @@ class GSHNConfig:
             ``data.hard_negative_kinds`` lists them). Without it the classifier must spread a
             diagonal pair's probability over the relations, so a caption stating either one of
             them keeps a high log-probability. Off by default and in checkpoints predating it.
+        itm_relation_geometry: the relation classifier also reads the displacement between
+            the centroids of two nodes that learned pointers from the mask pick
+            (:mod:`neurogshn.model.relation_geometry`), the pointers supervised by the
+            captions' phrase groundings. Needs ``itm_node_position``. Off by default and in
+            checkpoints predating it; grown on a trained model with ``overrides``.
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;
             :mod:`neurogshn.model.crossmodal`). Off by default and in checkpoints predating it;
@@ -170,6 +175,7 @@ class GSHNConfig:
     itm_concept_weight: float = 1.0
     itm_text_prior: bool = False
     itm_relation_none: bool = False
+    itm_relation_geometry: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
@@ -237,6 +243,13 @@ class GSHNConfig:
             bad("itm_text_prior needs an ITM head with a relation or concept classifier")
         if self.itm_relation_none and not (self.itm_weight > 0 and self.itm_relation_weight > 0):
             bad("itm_relation_none needs an ITM head with a relation classifier")
+        if self.itm_relation_geometry and not (
+            self.itm_weight > 0 and self.itm_relation_weight > 0 and self.itm_node_position
+        ):
+            bad(
+                "itm_relation_geometry needs an ITM head with a relation classifier and "
+                "itm_node_position"
+            )
         if self.itm_relation_mentions not in RELATION_MENTIONS:
             bad(
                 f"itm_relation_mentions must be one of {RELATION_MENTIONS}, "

@@ -221,6 +221,7 @@ class GSHN(nn.Module):
                 relation_classes=classifier_relations,
                 attention_sink=c.itm_attention_sink,
                 concept_classes=concepts,
+                relation_geometry=c.itm_relation_geometry,
             )
             if c.itm_text_prior:
                 self.text_prior = MaskedTextPrior(c.embed_dim, relations, concepts)

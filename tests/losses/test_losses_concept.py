@@ -37,7 +37,7 @@ def test_every_mention_is_masked_and_scored(concept_model, make_batch):
     with torch.no_grad():
         image = model.encode_image(make_batch())
         nodes, mask, pos = _dense(model, image)
-        rows, logits, concept, _ = masked_concept_logits(model, TEXTS, nodes, mask, pos)
+        rows, logits, concept, _ = masked_concept_logits(model, TEXTS, nodes, mask, pos)[:4]
         scores = model.concept_scores(image, TEXTS)
         text = model.encode_text(TEXTS)
         with_texts = model.itm_scores(image, text, TEXTS)

@@ -86,7 +86,7 @@ def test_relation_scores_sum_every_mention_with_all(tiny_model, make_batch):
         pos = image.dense_nodes(image.node_pos)[0]
         rows, logits, rel, prior = masked_relation_logits(
             tiny_model, texts, nodes, mask, pos, "all"
-        )
+        )[:4]
         stated = logits.log_softmax(-1).gather(1, rel[:, None]).squeeze(1)
         all_model = GSHN(tiny_model.config.replace(itm_relation_mentions="all"))
         all_model.load_state_dict(tiny_model.state_dict())
