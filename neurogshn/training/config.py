@@ -152,6 +152,9 @@ class OptimConfig:
         betas: Adam moment coefficients.
         eps: Adam epsilon.
         grad_clip: maximum global gradient L2 norm (``0``: no clipping).
+        lr_scale: learning-rate multipliers by parameter-name prefix (the longest matching
+            prefix wins), e.g. ``{"itm_head.relation_geometry.": 10}`` to train a module grown
+            onto a trained model (``model.overrides``) faster than the rest.
     """
 
     lr: float = 1e-3
@@ -160,6 +163,14 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     grad_clip: float = 1.0
+    lr_scale: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for prefix, scale in self.lr_scale.items():
+            if not isinstance(scale, int | float) or isinstance(scale, bool) or not scale > 0:
+                raise ConfigError(
+                    f"optim.lr_scale[{prefix!r}] must be a positive number, got {scale!r}"
+                )
 
 
 @dataclass

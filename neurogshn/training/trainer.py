@@ -93,22 +93,27 @@ def is_text_parameter(name: str) -> bool:
 
 
 def parameter_groups(module: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups: {text, other} × {decay, no decay (biases, norms, scalars)}."""
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    """AdamW groups: {text, other} × {decay, no decay (biases, norms, scalars)} × the
+    ``optim.lr_scale`` prefix that applies (longest first; none: scale 1)."""
+    prefixes = sorted(cfg.optim.lr_scale, key=len, reverse=True)
+    groups: dict[tuple[bool, bool, str], list[nn.Parameter]] = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
         no_decay = p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias")
-        groups.setdefault((is_text_parameter(name), no_decay), []).append(p)
+        bare = name.removeprefix("model.")
+        prefix = next((x for x in prefixes if bare.startswith(x)), "")
+        groups.setdefault((is_text_parameter(name), no_decay, prefix), []).append(p)
     out = []
-    for (text, no_decay), params in sorted(groups.items()):
+    for (text, no_decay, prefix), params in sorted(groups.items()):
         lr = cfg.optim.text_lr if (text and cfg.optim.text_lr is not None) else cfg.optim.lr
+        label = f"{'text' if text else 'main'}{'_no_decay' if no_decay else ''}"
         out.append(
             {
                 "params": params,
-                "lr": lr,
+                "lr": lr * float(cfg.optim.lr_scale.get(prefix, 1.0)),
                 "weight_decay": 0.0 if no_decay else cfg.optim.weight_decay,
-                "name": f"{'text' if text else 'main'}{'_no_decay' if no_decay else ''}",
+                "name": f"{label}:{prefix}" if prefix else label,
             }
         )
     if not out:

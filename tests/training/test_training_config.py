@@ -209,3 +209,38 @@ def test_10k_relations_config_is_the_concepts_stage_with_no_relation() -> None:
 
     grown = GSHNConfig().replace(**relations.model.overrides)
     assert grown.itm_relation_none and grown.itm_text_prior
+
+
+def test_lr_scale_gives_a_prefix_its_own_learning_rate():
+    """``optim.lr_scale``: parameters under the longest matching prefix train at lr × scale
+    (with and without weight decay, text parameters at their own lr); bad scales refused."""
+    from torch import nn
+
+    from neurogshn.training.trainer import parameter_groups
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+            self.text_encoder = nn.Linear(2, 2)
+
+    cfg = TrainConfig().with_overrides(
+        ["optim.lr=0.001", "optim.text_lr=0.0001", 'optim.lr_scale={"head.": 10, "head.1.": 2}']
+    )
+    model = Model()
+    groups = parameter_groups(model, cfg)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    expected = {
+        "head.0.weight": 0.01,
+        "head.0.bias": 0.01,
+        "head.1.weight": 0.002,
+        "head.1.bias": 0.002,
+        "text_encoder.weight": 0.0001,
+        "text_encoder.bias": 0.0001,
+    }
+    assert {n: lr_of[id(p)] for n, p in model.named_parameters()} == pytest.approx(expected)
+    assert sum(len(g["params"]) for g in groups) == 6
+    assert {g["name"] for g in groups} >= {"main:head.", "main_no_decay:head.1."}
+    for bad in ("0", "-1", "true", '"x"'):
+        with pytest.raises(ConfigError, match="lr_scale"):
+            TrainConfig().with_overrides([f'optim.lr_scale={{"head.": {bad}}}'])
