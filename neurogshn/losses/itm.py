@@ -170,9 +170,7 @@ class ITMHead(CrossModalEncoder):
         if self.relation_geometry is not None:
             if node_pos is None:
                 raise ValueError("relation_geometry needs node_pos (the graphs' `pos` centroids)")
-            placed = nodes
-            if self.position is not None:
-                placed = nodes + self.position(node_pos.to(nodes.dtype))
+            placed = self.placed_nodes(nodes, node_pos)
             geometric, pointers = self.relation_geometry(state, placed, node_mask, node_pos)
             logits = logits + geometric
         return (logits, pointers) if return_pointers else logits

@@ -248,6 +248,23 @@ class CrossModalEncoder(nn.Module):
             if m is not None:
                 m.reset_parameters()
 
+    def placed_nodes(self, nodes: Tensor, node_pos: Tensor | None) -> Tensor:
+        """The nodes the tokens attend to: with ``node_position``, each plus the encoding of
+        its centroid (``nodes`` unchanged without it).
+
+        Shapes:
+            nodes ``P×N×D``, node_pos ``P×N×2`` → ``P×N×D``
+        """
+        if self.position is None:
+            return nodes
+        if node_pos is None:
+            raise ValueError(
+                "this cross-modal head encodes node positions (node_position=True; for the "
+                "ITM head the config's itm_node_position) and needs node_pos (the graphs' "
+                "`pos` centroids); score image-text pairs with GSHN.match_scores"
+            )
+        return nodes + self.position(node_pos.to(nodes.dtype))
+
     def forward(
         self,
         tokens: Tensor,
@@ -257,14 +274,7 @@ class CrossModalEncoder(nn.Module):
         node_pos: Tensor | None = None,
         return_attention: bool = False,
     ) -> tuple[Tensor, list[Tensor]]:
-        if self.position is not None:
-            if node_pos is None:
-                raise ValueError(
-                    "this cross-modal head encodes node positions (node_position=True; for the "
-                    "ITM head the config's itm_node_position) and needs node_pos (the graphs' "
-                    "`pos` centroids); score image-text pairs with GSHN.match_scores"
-                )
-            nodes = nodes + self.position(node_pos.to(nodes.dtype))
+        nodes = self.placed_nodes(nodes, node_pos)
         h = tokens
         if self.token_position is not None:
             h = h + self.token_position(h.shape[1]).to(h.dtype)
