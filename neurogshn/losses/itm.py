@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurogshn.model.crossmodal import CrossModalEncoder
+from neurogshn.model.node_count import NodeCount
 from neurogshn.model.relation_geometry import RelationGeometry
 
 
@@ -74,6 +75,9 @@ class ITMHead(CrossModalEncoder):
         relation_geometry: add to the relation classifier a classifier on the displacement
             between two pointed-at node centroids (:mod:`neurogshn.model.relation_geometry`;
             needs ``relation_classes`` and ``node_pos``).
+        concept_count: add to the concept classifier a classifier on a soft count of the
+            nodes the mask selects (:mod:`neurogshn.model.node_count`; needs
+            ``concept_classes``).
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
@@ -95,6 +99,7 @@ class ITMHead(CrossModalEncoder):
         attention_sink: bool = False,
         concept_classes: int = 0,
         relation_geometry: bool = False,
+        concept_count: bool = False,
     ) -> None:
         super().__init__(
             dim,
@@ -118,6 +123,9 @@ class ITMHead(CrossModalEncoder):
         self.relation_geometry = (
             RelationGeometry(dim, relation_classes) if relation_geometry else None
         )
+        if concept_count and concept_classes <= 0:
+            raise ValueError("concept_count needs a concept classifier (concept_classes > 0)")
+        self.concept_count = NodeCount(dim, concept_classes) if concept_count else None
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -129,6 +137,8 @@ class ITMHead(CrossModalEncoder):
             self.concept_head.reset_parameters()
         if self.relation_geometry is not None:
             self.relation_geometry.reset_parameters()
+        if self.concept_count is not None:
+            self.concept_count.reset_parameters()
 
     def _mask_states(
         self,
@@ -183,14 +193,25 @@ class ITMHead(CrossModalEncoder):
         node_mask: Tensor,
         node_pos: Tensor | None,
         mask_index: Tensor,
-    ) -> Tensor:
-        """Concept-class logits at each pair's masked position (masked concept prediction;
-        shapes as :meth:`relation_logits`)."""
+        return_counts: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor | None]:
+        """Concept-class logits at each pair's masked position (masked concept prediction),
+        plus, with ``concept_count``, the node-count classifier's logits.
+
+        Shapes:
+            as :meth:`relation_logits` → ``P×C``; with ``return_counts`` also the soft node
+            counts ``P`` (``None`` without ``concept_count``).
+        """
         if self.concept_head is None:
             raise ValueError("this ITM head has no concept classifier (concept_classes=0)")
-        return self.concept_head(
-            self._mask_states(tokens, token_mask, nodes, node_mask, node_pos, mask_index)
-        )
+        state = self._mask_states(tokens, token_mask, nodes, node_mask, node_pos, mask_index)
+        logits = self.concept_head(state)
+        counts = None
+        if self.concept_count is not None:
+            placed = self.placed_nodes(nodes, node_pos)
+            counted, counts = self.concept_count(state, placed, node_mask)
+            logits = logits + counted
+        return (logits, counts) if return_counts else logits
 
     def forward(  # type: ignore[override]
         self,

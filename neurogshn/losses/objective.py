@@ -53,6 +53,7 @@ from neurogshn.losses.itm import itm_loss
 from neurogshn.losses.relation import (
     NO_RELATION_KIND,
     MaskedLogits,
+    count_loss,
     masked_concept_logits,
     masked_relation_logits,
     pointer_loss,
@@ -123,7 +124,8 @@ class MaskedLoss(NamedTuple):
     ``itm_relation_none`` the cross-entropy also covers the unrelated pairs, whose detached
     accuracy is ``none_accuracy`` (``accuracy`` stays that on the captions). With
     ``itm_relation_geometry`` and groundings, the pointers' grounding loss and accuracy
-    (:func:`~neurogshn.losses.relation.pointer_loss`)."""
+    (:func:`~neurogshn.losses.relation.pointer_loss`); with ``itm_concept_count``, the node
+    count's loss and accuracy (:func:`~neurogshn.losses.relation.count_loss`)."""
 
     loss: Tensor
     accuracy: Tensor
@@ -131,6 +133,8 @@ class MaskedLoss(NamedTuple):
     none_accuracy: Tensor | None = None
     pointer_loss: Tensor | None = None
     pointer_accuracy: Tensor | None = None
+    count_loss: Tensor | None = None
+    count_accuracy: Tensor | None = None
 
 
 def masked_relation_loss(
@@ -173,9 +177,18 @@ def masked_concept_loss(
     model: Any, captions: Sequence[str], nodes: Tensor, node_mask: Tensor, image: Any
 ) -> MaskedLoss | None:
     """Masked concept prediction (:func:`~neurogshn.losses.relation.masked_concept_logits`)
-    on every concept mention of the captions, or ``None``."""
+    on every concept mention of the captions, with ``itm_concept_count`` the count's
+    supervision on the number words (:func:`~neurogshn.losses.relation.count_loss`), or
+    ``None``."""
     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
-    return _masked_loss(masked_concept_logits(model, captions, nodes, node_mask, pos))
+    found = masked_concept_logits(model, captions, nodes, node_mask, pos)
+    result = _masked_loss(found)
+    if result is None or found is None:
+        return result
+    count = count_loss(found, model.config.itm_concept_vocab)
+    if count is None:
+        return result
+    return result._replace(count_loss=count[0], count_accuracy=count[1])
 
 
 def _masked_loss(found: MaskedLogits | None, none: MaskedLogits | None = None) -> MaskedLoss | None:
@@ -217,6 +230,10 @@ def _add_masked_loss(
         out[f"itm_{name}_pointer"] = result.pointer_loss
         out[f"diag/{name}_pointer_accuracy"] = result.pointer_accuracy
         total = total + result.pointer_loss
+    if result.count_loss is not None:
+        out[f"itm_{name}_count"] = result.count_loss
+        out[f"diag/{name}_count_accuracy"] = result.count_accuracy
+        total = total + result.count_loss
     return weight * total
 
 

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from neurogshn.losses.grounding import PhraseNodes
 from neurogshn.model.config import RELATION_MENTIONS
+from neurogshn.model.node_count import number_values
 
 
 class MaskedLogits(NamedTuple):
@@ -58,6 +59,8 @@ class MaskedLogits(NamedTuple):
         pointers: ``K×2×N`` subject/object pointers of the relation geometry
             (``itm_relation_geometry``), else ``None``.
         spans: ``K`` character spans ``(start, end)`` of the masked phrases in their texts.
+        counts: ``K`` soft node counts of the concept count (``itm_concept_count``), else
+            ``None``.
     """
 
     rows: Tensor
@@ -66,6 +69,7 @@ class MaskedLogits(NamedTuple):
     prior_logits: Tensor | None = None
     pointers: Tensor | None = None
     spans: tuple[tuple[int, int], ...] = ()
+    counts: Tensor | None = None
 
 
 @lru_cache(maxsize=32)
@@ -176,7 +180,7 @@ def masked_relation_logits(
         node_mask,
         node_pos,
         None if prior is None or prior.relation is None else prior.relation_logits,
-        pointers=getattr(model.itm_head, "relation_geometry", None) is not None,
+        extra=None if getattr(model.itm_head, "relation_geometry", None) is None else "pointers",
     )
 
 
@@ -240,6 +244,7 @@ def masked_concept_logits(
         node_mask,
         node_pos,
         None if prior is None or prior.concept is None else prior.concept_logits,
+        extra=None if getattr(model.itm_head, "concept_count", None) is None else "counts",
     )
 
 
@@ -253,8 +258,10 @@ def _masked_logits(
     node_mask: Tensor,
     node_pos: Tensor | None,
     prior: Callable[[Tensor], Tensor] | None = None,
-    pointers: bool = False,
+    extra: str | None = None,
 ) -> MaskedLogits | None:
+    """``extra``: ``"pointers"`` or ``"counts"``, what ``classify`` also returns (with
+    ``return_<extra>=True``) into that field of the result."""
     found = encode_masked(model, texts, vocab, mentions, nodes.device)
     if found is None:
         return None
@@ -267,13 +274,13 @@ def _masked_logits(
         None if node_pos is None else node_pos[idx],
         found.mask_index,
     )
-    where = None
-    if pointers:
-        logits, where = classify(*inputs, return_pointers=True)
+    extras = {}
+    if extra is not None:
+        logits, extras[extra] = classify(*inputs, **{f"return_{extra}": True})
     else:
         logits = classify(*inputs)
     prior_logits = None if prior is None else prior(found.mask_states().detach())
-    return MaskedLogits(idx, logits, found.targets, prior_logits, where, found.spans)
+    return MaskedLogits(idx, logits, found.targets, prior_logits, spans=found.spans, **extras)
 
 
 class MaskedTexts(NamedTuple):
@@ -410,3 +417,35 @@ def pointer_loss(
     crossed_hit = hit(second, peak_s) & hit(first, peak_o)
     chosen = torch.where(straight <= crossed, straight_hit, crossed_hit)
     return loss, chosen.float().mean().detach()
+
+
+def count_loss(found: MaskedLogits, vocab: Sequence[str]) -> tuple[Tensor, Tensor] | None:
+    r"""Supervision of the concept count (:mod:`neurogshn.model.node_count`) on the masked
+    concepts that are number words: a caption about its own image that says :math:`v`
+    ("there are five objects") wants the soft count :math:`c = v`,
+
+    .. math::
+        \mathcal{L}_{count} = \operatorname{mean}\, \mathrm{Huber}_1(c - v)
+
+    over those masks.
+
+    Args:
+        found: masked concepts of texts about their own images (with ``counts``).
+        vocab: the concept vocabulary (``found.targets`` index it).
+
+    Returns:
+        the loss and the detached share of counts that round to :math:`v`, or ``None``
+        without counts or number words.
+    """
+    if found.counts is None:
+        return None
+    values = torch.tensor(
+        [-1.0 if v is None else float(v) for v in number_values(vocab)],
+        device=found.counts.device,
+    )[found.targets]
+    keep = values >= 0
+    if not bool(keep.any()):
+        return None
+    counts, values = found.counts[keep], values[keep].to(found.counts.dtype)
+    loss = torch.nn.functional.huber_loss(counts, values, delta=1.0)
+    return loss, (counts.round() == values).float().mean().detach()

@@ -18,6 +18,7 @@ from typing import Any
 
 from neurogshn.data.vocabulary import RELATIONS
 from neurogshn.errors import ConfigError
+from neurogshn.model.node_count import number_values
 from neurogshn.model.spiking import LIFNeuronParameters
 
 MODES = ("full", "gat_only", "snn_only")
@@ -123,6 +124,12 @@ class GSHNConfig:
             (:mod:`neurogshn.model.relation_geometry`), the pointers supervised by the
             captions' phrase groundings. Needs ``itm_node_position``. Off by default and in
             checkpoints predating it; grown on a trained model with ``overrides``.
+        itm_concept_count: the concept classifier also reads a soft count of the nodes that
+            learned sigmoid gates from the mask select (:mod:`neurogshn.model.node_count`),
+            the count supervised by the number words of ``itm_concept_vocab`` (a true caption's
+            "five" wants a count of 5). Needs a concept classifier with at least one number
+            word (0–12, in words or digits). Off by default and in checkpoints predating it;
+            grown on a trained model with ``overrides``.
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;
             :mod:`neurogshn.model.crossmodal`). Off by default and in checkpoints predating it;
@@ -176,6 +183,7 @@ class GSHNConfig:
     itm_text_prior: bool = False
     itm_relation_none: bool = False
     itm_relation_geometry: bool = False
+    itm_concept_count: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
@@ -249,6 +257,15 @@ class GSHNConfig:
             bad(
                 "itm_relation_geometry needs an ITM head with a relation classifier and "
                 "itm_node_position"
+            )
+        if self.itm_concept_count and not (
+            self.itm_weight > 0
+            and self.itm_concept_weight > 0
+            and any(v is not None for v in number_values(self.itm_concept_vocab))
+        ):
+            bad(
+                "itm_concept_count needs an ITM head with a concept classifier whose "
+                f"itm_concept_vocab has a number word, got {list(self.itm_concept_vocab)}"
             )
         if self.itm_relation_mentions not in RELATION_MENTIONS:
             bad(

@@ -222,6 +222,7 @@ class GSHN(nn.Module):
                 attention_sink=c.itm_attention_sink,
                 concept_classes=concepts,
                 relation_geometry=c.itm_relation_geometry,
+                concept_count=c.itm_concept_count,
             )
             if c.itm_text_prior:
                 self.text_prior = MaskedTextPrior(c.embed_dim, relations, concepts)

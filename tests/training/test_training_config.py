@@ -186,8 +186,8 @@ def test_10k_concepts_config_is_the_counts_stage_reading_the_whole_caption() -> 
 def test_10k_relations_config_is_the_concepts_stage_with_no_relation() -> None:
     """configs/pretrain_10k_relations.json (a fourth stage, from a concept-stage checkpoint)
     adds the unrelated-pair negatives, the text prior, the "no relation" class and the
-    relation geometry (its fresh module at 10× the learning rate); nothing else differs from
-    the concept stage but the budget."""
+    relation geometry and the node count (their fresh modules at 10× the learning rate);
+    nothing else differs from the concept stage but the budget."""
     concepts = TrainConfig.from_json(CONFIGS / "pretrain_10k_concepts.json")
     relations = TrainConfig.from_json(CONFIGS / "pretrain_10k_relations.json")
     assert set(concepts.diff(relations)) <= {
@@ -196,7 +196,10 @@ def test_10k_relations_config_is_the_concepts_stage_with_no_relation() -> None:
         "model.overrides.itm_text_prior",
         "model.overrides.itm_relation_none",
         "model.overrides.itm_relation_geometry",
+        "model.overrides.itm_concept_count",
         "optim.lr_scale.itm_head.relation_geometry.",
+        "optim.lr_scale.itm_head.concept_count.",
+        "optim.lr_scale.itm_head.concept_count.classifier.",
         "schedule.epochs",
     }
     assert relations.model.overrides == {
@@ -204,8 +207,13 @@ def test_10k_relations_config_is_the_concepts_stage_with_no_relation() -> None:
         "itm_text_prior": True,
         "itm_relation_none": True,
         "itm_relation_geometry": True,
+        "itm_concept_count": True,
     }
-    assert relations.optim.lr_scale == {"itm_head.relation_geometry.": 10}
+    assert relations.optim.lr_scale == {
+        "itm_head.relation_geometry.": 10,
+        "itm_head.concept_count.": 10,
+        "itm_head.concept_count.classifier.": 100,
+    }
     assert relations.optim.lr == concepts.optim.lr and relations.schedule.epochs == 4
     kinds = list(relations.data.hard_negative_kinds)
     assert kinds == [*concepts.data.hard_negative_kinds, "unrelated_pair", "unrelated_pair"]
@@ -215,6 +223,7 @@ def test_10k_relations_config_is_the_concepts_stage_with_no_relation() -> None:
 
     grown = GSHNConfig().replace(**relations.model.overrides)
     assert grown.itm_relation_none and grown.itm_text_prior and grown.itm_relation_geometry
+    assert grown.itm_concept_count
 
 
 def test_lr_scale_gives_a_prefix_its_own_learning_rate():
