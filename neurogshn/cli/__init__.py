@@ -23,6 +23,7 @@ from neurogshn.errors import NeurogshnError
 COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "pretrain",
+    "recipe",
     "fit_prior",
     "finetune",
     "evaluate",
