@@ -292,18 +292,10 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | PathLike[str]) -> TrainConfig:
         """Read a (possibly partial) JSON config; missing keys keep their defaults."""
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read config file: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{p}: not valid JSON: {exc}") from None
+        data = read_json_file(path, "config")
         if not isinstance(data, dict):
-            raise ConfigError(f"{p}: a config file must hold a JSON object")
-        return cls.from_dict(data, source=str(p))
+            raise ConfigError(f"{path}: a config file must hold a JSON object")
+        return cls.from_dict(data, source=str(path))
 
     def with_overrides(self, assignments: list[str] | tuple[str, ...]) -> TrainConfig:
         """Apply ``key.path=value`` assignments (``--set``); returns a new config.
@@ -334,6 +326,20 @@ class TrainConfig:
             for k in keys
             if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in ignore)
         ]
+
+
+def read_json_file(path: str | PathLike[str], what: str) -> Any:
+    """The JSON content of a ``what`` file (``config``, ``recipe`` …); ConfigError naming the
+    file when it is missing, unreadable or not JSON."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read {what} file: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: not valid JSON: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------

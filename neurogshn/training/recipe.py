@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from neurogshn.errors import ConfigError
 from neurogshn.training.checkpoint import TRAIN_CONFIG_FILE, TRAINER_FILE, CheckpointManager
-from neurogshn.training.config import TrainConfig
+from neurogshn.training.config import TrainConfig, read_json_file
 from neurogshn.training.run import RESULTS_FILE, run_pretraining
 from neurogshn.training.trainer import RESUME_MAY_DIFFER
 from neurogshn.utils.io import write_json_atomic
@@ -96,15 +96,7 @@ class Recipe:
                 stage config that does not exist, a bad ``evaluate`` block.
         """
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: recipe file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read recipe file: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{p}: not valid JSON: {exc}") from None
-        return cls.from_dict(data, base=p.resolve().parent, source=p)
+        return cls.from_dict(read_json_file(p, "recipe"), base=p.resolve().parent, source=p)
 
     @classmethod
     def from_dict(

@@ -114,6 +114,15 @@ def test_bad_recipes_are_refused_naming_the_file(
     assert message in str(err.value) and str(path) in str(err.value)
 
 
+def test_missing_or_malformed_recipe_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.json: recipe file not found"):
+        Recipe.from_json(tmp_path / "nope.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"name": "r", "stages": [')
+    with pytest.raises(ConfigError, match="broken.json: not valid JSON"):
+        Recipe.from_json(broken)
+
+
 def test_bad_stage_assignment_names_the_stage(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "r.json",
