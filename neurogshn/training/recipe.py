@@ -231,8 +231,9 @@ def plan_recipe(recipe: Recipe, out: str | Path, overrides: Sequence[str] = ()) 
     """Resolve every stage's configuration and read its state from ``out``.
 
     Raises:
-        ConfigError: a stage's config or assignments are invalid, or a finished stage was
-            trained with another configuration than the recipe now gives it.
+        ConfigError: a stage's config or assignments are invalid, a finished stage was
+            trained with another configuration than the recipe now gives it, or a stage was
+            trained while one before it is not finished (its start was another model).
     """
     out = Path(out)
     plans: list[StagePlan] = []
@@ -246,6 +247,13 @@ def plan_recipe(recipe: Recipe, out: str | Path, overrides: Sequence[str] = ()) 
         except ConfigError as exc:
             raise ConfigError(f"recipe {recipe.name!r}, stage {stage.name!r}: {exc}") from None
         status, step = _stage_state(run_dir, cfg, stage.name)
+        unfinished = [p.stage.name for p in plans if p.status != "done"]
+        if status != "run" and unfinished:
+            raise ConfigError(
+                f"stage {stage.name!r} in {run_dir} has been trained, but stage(s) {unfinished} "
+                "before it are not finished: it did not start from what this recipe would "
+                "give it; remove its directory, or give a new --out"
+            )
         plans.append(StagePlan(stage, cfg, run_dir, status, step, assignments))
     return plans
 

@@ -115,11 +115,11 @@ def test_bad_recipes_are_refused_naming_the_file(
 
 
 def test_missing_or_malformed_recipe_files_are_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.json: recipe file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.json: recipe file not found"):
         Recipe.from_json(tmp_path / "nope.json")
     broken = tmp_path / "broken.json"
     broken.write_text('{"name": "r", "stages": [')
-    with pytest.raises(ConfigError, match="broken.json: not valid JSON"):
+    with pytest.raises(ConfigError, match=r"broken\.json: not valid JSON"):
         Recipe.from_json(broken)
 
 
@@ -205,6 +205,10 @@ def test_a_killed_chain_resumes_in_its_stage_and_keeps_finished_ones(
     # a recipe changed under a finished stage is refused, naming the stage and the key
     with pytest.raises(ConfigError, match=r"stage 'first'.*optim\.lr"):
         plan_recipe(recipe, out, [*common, "optim.lr=0.1"])
+    # so is a trained stage whose predecessor is gone (it started from another model)
+    (out / "1-first" / "results.json").unlink()
+    with pytest.raises(ConfigError, match=r"stage 'second'.*stage\(s\) \['first'\] before"):
+        plan_recipe(recipe, out, common)
 
 
 def test_cli_dry_run_shows_the_plan_and_writes_nothing(tmp_path: Path) -> None:
