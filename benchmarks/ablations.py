@@ -75,6 +75,10 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
         ("model.overrides.mode=gat_only", "loss.cl=0", "loss.stl=0"),
         "no spiking branch (hence no CL/STL, which act on spikes)",
     ),
+    "no_spike_losses": (
+        ("loss.cl=0", "loss.stl=0"),
+        "spiking branch kept, CL and STL off (tells the branch from its losses in gat_only)",
+    ),
     "snn_only": (("model.overrides.mode=snn_only",), "no GAT stage"),
     "no_cl": (("loss.cl=0",), "no spatio-temporal contrastive learning"),
     "no_stl": (("loss.stl=0",), "no Spiked Text Learning"),
