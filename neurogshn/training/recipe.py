@@ -372,7 +372,7 @@ def run_recipe(
                 final_dir,
                 cfg.data.root,
                 split,
-                device=None if cfg.device == "auto" else cfg.device,
+                device=cfg.device,
                 progress=cfg.log.progress,
                 **opts,
             )
