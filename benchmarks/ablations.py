@@ -24,7 +24,7 @@ patches        a regular patch grid instead of panoptic segments (``graph.nodes`
 boxes          segment bounding boxes instead of masks (``graph.nodes = boxes``)
 no_edges       bag of segments: no graph edges (``graph.edges = none``)
 no_grounding   the ITM head's phrase-grounding term off (``itm_grounding_weight = 0``)
-no_relation    masked relation prediction off (``itm_relation_weight = 0``)
+no_mlm         masked language modelling off (``itm_mlm_weight = 0``)
 =============  =================================================================
 
 Per run: pretrain (``neurogshn.training``), zero-shot retrieval on the eval split with the
@@ -93,8 +93,8 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
         ("model.overrides.itm_grounding_weight=0",),
         "no phrase-grounding term on the ITM head's attention",
     ),
-    "no_relation": (
-        ("model.overrides.itm_relation_weight=0",),
+    "no_mlm": (
+        ("model.overrides.itm_mlm_weight=0",),
         "no masked relation prediction on the ITM head",
     ),
 }
@@ -103,8 +103,8 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
 METRICS: tuple[tuple[str, str], ...] = (
     ("i2t_R@1", "i2t R@1"),
     ("t2i_R@1", "t2i R@1"),
-    ("relational_acc_itm", "relational acc (ITM)"),
-    ("attribute_acc_itm", "attribute acc (ITM)"),
+    ("relation_swap_acc_itm", "relation-swap acc (ITM)"),
+    ("attribute_swap_acc_itm", "attribute-swap acc (ITM)"),
     ("vqa_acc", "VQA acc"),
 )
 
@@ -268,7 +268,7 @@ def bar_chart(results: Mapping[str, Sequence[Mapping[str, float]]], path: str | 
         )
     chance_label = "chance (50%, pairwise diagnostics)"
     for i, (key, _) in enumerate(METRICS):
-        if key in ("relational_acc_itm", "attribute_acc_itm"):
+        if key in ("relation_swap_acc_itm", "attribute_swap_acc_itm"):
             ax.hlines(
                 50,
                 i - 0.45,
@@ -406,9 +406,10 @@ def run_one(
     out["device"] = device_name(dev)
     log(
         f"{variant} seed {seed}: i2t R@1 {100 * out['i2t_R@1']:.1f}, t2i R@1 "
-        f"{100 * out['t2i_R@1']:.1f}, rel {100 * out.get('relational_acc_itm', math.nan):.1f}, "
-        f"attr {100 * out.get('attribute_acc_itm', math.nan):.1f}, VQA {100 * out['vqa_acc']:.1f} "
-        f"({out['total_seconds']:.0f} s)"
+        f"{100 * out['t2i_R@1']:.1f}, "
+        f"rel {100 * out.get('relation_swap_acc_itm', math.nan):.1f}, "
+        f"attr {100 * out.get('attribute_swap_acc_itm', math.nan):.1f}, "
+        f"VQA {100 * out['vqa_acc']:.1f} ({out['total_seconds']:.0f} s)"
     )
     return out
 
@@ -652,7 +653,7 @@ def ensure_data(root: Path, size: StudySize, seed: int = 0) -> Path:
     """Generate the relational scenes into ``root`` unless it already has annotations."""
     if (root / "annotations").is_dir():
         return root
-    from neurogshn.data.scenes import generate_scenes
+    from neurogshn.data.relational.scenes import generate_scenes
 
     return generate_scenes(
         root,

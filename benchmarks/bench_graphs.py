@@ -1,7 +1,7 @@
 """Benchmark: segmentation + features + scene graphs, cold and from the cache.
 
-Generates the relational-scenes benchmark (``neurogshn.data.scenes.generate_scenes``), then in
-one process:
+Generates the relational-scenes benchmark
+(``neurogshn.data.relational.scenes.generate_scenes``), then in one process:
 
 1. builds the graph cache of every split from scratch (cold: decode PNGs, ground-truth
    segmentation, EfficientNet-Lite0 on every image, pooling, edges, safetensors write);
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from neurogshn.data.coco import CocoPanopticDataset
-    from neurogshn.data.scenes import generate_scenes
+    from neurogshn.data.relational.scenes import generate_scenes
     from neurogshn.features import get_backbone
     from neurogshn.graph.builder import GraphBuilderConfig, build_graph, torch_threads
     from neurogshn.graph.cache import build_graph_cache, dataset_category_names

@@ -10,20 +10,26 @@ left of a unique blue square). Three references, all on the same split::
    ``neurogshn evaluate --task retrieval``): true pairs first, in random order.
 2. **Perfect reader preferring specific captions** (``i2t_R@K_oracle_specific``, exact):
    among true captions, those true of fewer images first.
-3. **Bayes decision under the caption generator** (Monte Carlo): the captions were *written*
-   by :func:`neurogshn.data.captions.make_captions`, which picks relations, templates and
-   whether to name sizes at random. With :math:`P_j(c)` the probability that the generator
-   writes caption :math:`c` for scene :math:`j` (estimated from ``--samples`` draws per
-   image, add-½ smoothed over true pairs), text→image picks
+3. **Bayes decision under the caption generator** (Monte Carlo): the captions' content was
+   *decided* by :func:`neurogshn.data.relational.captions.make_captions`, which picks
+   relations, statement kinds and whether to name sizes at random, and then worded by a
+   phrasing family drawn independently of the scene. The wording therefore carries no
+   information about which image a caption came from, and the decision depends on the
+   content alone: with :math:`P_j(c)` the probability that the generator states caption
+   :math:`c`'s content (its logical form) for scene :math:`j` (estimated from ``--samples``
+   draws per image, add-½ smoothed over true pairs), text→image picks
    :math:`\\arg\\max_j P_j(c)` and image→text ranks captions by the posterior
    :math:`P_j(c) / \\sum_{j'} P_{j'}(c)`. This is the best any scorer can do on average
    (a pairwise scorer reaches it with :math:`s(j, c) = \\log P_j(c) - \\log p(c)`, what an
    ideal contrastive model learns); the estimate is printed at a quarter, half and all of the
    samples so that its convergence can be read off.
 
-The scene facts are rebuilt from the files on disk (:func:`neurogshn.data.facts.load_scene_facts`);
-(3) assumes the split was written by this package's generator (the figures of another
-generator's captions would need that generator's :math:`P_j(c)`).
+The data set must declare the benchmark (``annotations/scenes.json``); its diagnostics
+(:class:`neurogshn.data.relational.adapter.RelationalDiagnostics`) give the truth of every
+caption on every image, from the captions' logical forms and the scene facts rebuilt from the
+files on disk, so held-out wordings are judged like the training wording. (3) assumes the
+split was written by this package's generator (the figures of another generator's captions
+would need that generator's :math:`P_j(c)`).
 """
 
 from __future__ import annotations
@@ -44,23 +50,27 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from neurogshn.data.captions import make_captions  # noqa: E402
 from neurogshn.data.coco import CocoPanopticDataset  # noqa: E402
-from neurogshn.data.facts import load_scene_facts  # noqa: E402
-from neurogshn.data.logic import SceneFacts, truth_matrix  # noqa: E402
+from neurogshn.data.diagnostics import diagnostics_for  # noqa: E402
+from neurogshn.data.relational.captions import make_captions  # noqa: E402
+from neurogshn.data.relational.logic import SceneFacts  # noqa: E402
+from neurogshn.errors import DataError  # noqa: E402
 from neurogshn.tasks.metrics import retrieval_oracle  # noqa: E402
 
 _FACTS: list[SceneFacts] = []
-_TEXTS: dict[str, list[int]] = {}
+_FORMS: dict[str, list[int]] = {}
 
 
-def _init(facts: list[SceneFacts], texts: dict[str, list[int]]) -> None:
-    global _FACTS, _TEXTS
-    _FACTS, _TEXTS = facts, texts
+def _init(facts: list[SceneFacts], forms: dict[str, list[int]]) -> None:
+    """Per-process state: the scenes, and ``{logical form: pool captions stating it}``."""
+    global _FACTS, _FORMS
+    _FACTS, _FORMS = facts, forms
 
 
 def _sample_counts(job: tuple[int, int, int]) -> tuple[int, list[tuple[int, list[int]]]]:
-    """How often each pool caption is written for scene ``j``, cumulated per sample chunk."""
+    """How often the content of each pool caption is drawn for scene ``j``, cumulated per
+    sample chunk (matched on the logical form: the wording is drawn independently of the
+    scene, so it cancels in the Bayes decision)."""
     j, samples, seed = job
     chunks = 4
     per = samples // chunks
@@ -70,7 +80,7 @@ def _sample_counts(job: tuple[int, int, int]) -> tuple[int, list[tuple[int, list
         for s in range(chunk * per, (chunk + 1) * per):
             rng = np.random.default_rng([seed, j, s])
             for spec in make_captions(_FACTS[j], rng, 5):
-                for c in _TEXTS.get(spec.render(), ()):  # every pool caption with this text
+                for c in _FORMS.get(spec.canonical(), ()):  # every pool caption stating it
                     counts[c] += 1
         for c, n in counts.items():
             rows.setdefault(c, [0] * chunks)[chunk] = n
@@ -111,12 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--samples must be a positive multiple of 4")
     t0 = time.perf_counter()
     coco = CocoPanopticDataset(args.data, args.split, strict=True)
+    diagnostics = diagnostics_for(args.data, args.split, dataset=coco)
+    if diagnostics is None or not hasattr(diagnostics, "logical_form"):
+        raise DataError(args.data, "does not declare the relational-scenes benchmark")
     ids = [i for i in sorted(coco.captions) if coco.captions[i]][: args.max_images]
-    facts_by_id = load_scene_facts(coco, ids)
-    facts = [facts_by_id[i] for i in ids]
     texts = [c for i in ids for c in coco.captions[i]]
+    problem = diagnostics.problem(texts, ids)
+    if problem is not None:
+        raise DataError(args.data, problem)
+    facts_by_id = diagnostics.facts(ids)
+    facts = [facts_by_id[i] for i in ids]
     owner = np.array([row for row, i in enumerate(ids) for _ in coco.captions[i]])
-    truth = truth_matrix(texts, facts)  # C×I
+    truth = diagnostics.truth_matrix(texts, ids)  # C×I
     oracle = retrieval_oracle(truth.T, owner)
     print(
         f"{args.split}: {len(ids)} images, {len(texts)} captions; "
@@ -126,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     index: dict[str, list[int]] = {}
     for c, t in enumerate(texts):
-        index.setdefault(t, []).append(c)
+        index.setdefault(diagnostics.logical_form(t), []).append(c)
     counts = np.zeros((4, len(texts), len(ids)))
     jobs = [(j, args.samples, args.seed) for j in range(len(ids))]
     from tqdm.auto import tqdm

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from neurogshn.data.captions import HARD_NEGATIVE_KINDS as KINDS  # noqa: E402
+from neurogshn.data.relational.captions import HARD_NEGATIVE_KINDS as KINDS  # noqa: E402
 
 
 def pad(seqs: Sequence[Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         t
         for split in items
         for it in items[split]
-        for t in (it.caption, *(getattr(it, k) for k in KINDS))
+        for t in (it.caption, *(it.kinds.get(k) for k in KINDS))
         if t
     }
     tokens = encode_texts(model, texts)
@@ -169,10 +169,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     probe = ProbeHead(model.config, node_dim).to(dev)
     opt = torch.optim.AdamW(probe.parameters(), lr=args.lr, weight_decay=0.01)
     triples = [
-        (it.image_id, it.caption, getattr(it, k), k)
+        (it.image_id, it.caption, it.kinds.get(k), k)
         for it in items[args.eval_split]
         for k in KINDS
-        if getattr(it, k)
+        if it.kinds.get(k)
     ]
     rng.shuffle(triples)
     triples = triples[: args.eval_triples]
@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for it in rng.sample(train_items, min(args.batch_size, len(train_items))):
             pairs.append((it.image_id, it.caption))
             labels.append(1)
-            negs = [getattr(it, k) for k in KINDS if getattr(it, k)]
+            negs = [it.kinds.get(k) for k in KINDS if it.kinds.get(k)]
             if negs:
                 pairs.append((it.image_id, rng.choice(negs)))
                 labels.append(0)

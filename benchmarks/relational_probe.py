@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Batch
 
-from neurogshn.data.captions import HARD_NEGATIVE_KINDS as KINDS
+from neurogshn.data.relational.captions import HARD_NEGATIVE_KINDS as KINDS
 
 VARIANTS = {
     "default": {},
@@ -91,7 +91,7 @@ def main() -> None:
     from neurogshn.model import GSHN
 
     if not args.root.exists():
-        from neurogshn.data.scenes import generate_scenes
+        from neurogshn.data.relational.scenes import generate_scenes
 
         splits = {"train": 2000, "val": 200, "test": 500}
         generate_scenes(args.root, seed=0, splits=splits, image_size=128)

@@ -16,7 +16,7 @@ SCENES_SEED: int = 0
 def scenes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny generated relational-scenes data set (train 24, val 8, test 8 images, 96 px),
     generated once per test session. Treat it as read-only: copy it before modifying."""
-    from neurogshn.data.scenes import generate_scenes
+    from neurogshn.data.relational.scenes import generate_scenes
 
     root = tmp_path_factory.mktemp("scenes") / "data"
     return generate_scenes(

@@ -131,7 +131,7 @@ one with an attribute swapped and one with an object replaced.
 """),
     code("""
 from neurogshn.data.coco import CocoPanopticDataset
-from neurogshn.data.scenes import generate_scenes
+from neurogshn.data.relational.scenes import generate_scenes
 
 ROOT = generate_scenes(
     WORK / "scenes",
@@ -317,8 +317,9 @@ Two scores are shown:
 from neurogshn.data.tasks import load_hard_negatives
 
 items = load_hard_negatives(ROOT / "annotations" / "hard_negatives_test.json").items
-pair = next(it for it in items if it.relation_swap and it.image_id == rec.image_id)
-texts = [pair.caption, pair.relation_swap]
+rel = [it for it in items if it.kinds.get("relation_swap")]
+pair = next(it for it in rel if it.image_id == rec.image_id)
+texts = [pair.caption, pair.kinds["relation_swap"]]
 with torch.no_grad():
     text = model.encode_text(texts)
     itc = (enc0.image_embeds @ text.text_embeds.T)[0]
@@ -337,13 +338,12 @@ for k, (label, t) in enumerate(zip(("true caption", "relation swap"), texts)):
     print(f"{label:<14} {score}   “{t}”")
 
 # Over every relation-swapped pair of the test split:
-rel = [it for it in items if it.relation_swap]
 ids = sorted({it.image_id for it in rel})
 with torch.no_grad():
     img = model.encode_image(Batch.from_data_list([graphs.get_by_image_id(i) for i in ids]))
     row = {i: r for r, i in enumerate(ids)}
     true_e = model.encode_text([it.caption for it in rel]).text_embeds
-    swap_e = model.encode_text([it.relation_swap for it in rel]).text_embeds
+    swap_e = model.encode_text([it.kinds["relation_swap"] for it in rel]).text_embeds
 rows = torch.tensor([row[it.image_id] for it in rel])
 wins = ((img.image_embeds[rows] * true_e).sum(-1) > (img.image_embeds[rows] * swap_e).sum(-1))
 print(f"\\nITC prefers the true caption in {int(wins.sum())} of {len(rel)} relation-swapped "
@@ -459,7 +459,7 @@ turns *(image, segmentation)* into a graph.
 """),
     code("""
 from neurogshn.data.coco import CocoPanopticDataset
-from neurogshn.data.scenes import generate_scenes
+from neurogshn.data.relational.scenes import generate_scenes
 from neurogshn.features.backbone import get_backbone
 from neurogshn.graph import EDGE_ATTR_COLUMNS, GraphBuilderConfig, SceneGraphBuilder
 from neurogshn.graph.draw import inspect_figure
@@ -619,7 +619,7 @@ Without a checkpoint we generate 40 small scenes and train `gshn-tiny` for one e
 seconds; the export does not care how good the model is).
 """),
     code("""
-from neurogshn.data.scenes import generate_scenes
+from neurogshn.data.relational.scenes import generate_scenes
 from neurogshn.training.run import run_pretraining
 
 ROOT = generate_scenes(WORK / "scenes", seed=0, splits={"train": 24, "val": 8, "test": 8},

@@ -1,7 +1,7 @@
 """The ``neurogshn`` command line.
 
 Each subcommand lives in its own module ``neurogshn.cli.<name>`` (the command is the name
-with ``_`` written ``-``: ``fit_prior`` registers ``fit-prior``) exposing
+with ``_`` written ``-``: ``data_scenes`` would register ``data-scenes``) exposing
 ``register(subparsers) -> None``, which adds its parser and sets ``func(args) -> int`` as the
 parser default. Modules import heavy dependencies (torch, transformers, Lava) inside ``func``
 so that ``neurogshn --help`` stays fast.
@@ -24,7 +24,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "pretrain",
     "recipe",
-    "fit_prior",
     "finetune",
     "evaluate",
     "export",

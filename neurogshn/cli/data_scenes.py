@@ -8,8 +8,8 @@ from pathlib import Path
 
 def register(actions: argparse._SubParsersAction) -> None:
     """Add the ``scenes`` action to ``neurogshn data``."""
-    from neurogshn.data.scenes import DEFAULT_NLVR2_TRAIN_PAIRS
-    from neurogshn.data.vocabulary import SHAPES, STUFF
+    from neurogshn.data.relational.scenes import DEFAULT_NLVR2_TRAIN_PAIRS
+    from neurogshn.data.relational.vocabulary import SHAPES, STUFF
 
     parser = actions.add_parser(
         "scenes",
@@ -23,6 +23,9 @@ def register(actions: argparse._SubParsersAction) -> None:
             "negatives and VQA / visual-entailment / NLVR2-style task files, in the official "
             "COCO formats. The same seed and sizes give byte-identical files; each split has "
             "its own random streams, so changing --train leaves val and test unchanged. "
+            "With held-out phrasings (the default) val and test are worded by phrasing "
+            "families the training split never uses, and a test_seen split holds the test "
+            "scenes worded like the training split. "
             "(--strict does not apply: this command writes data, it does not read any.)"
         ),
     )
@@ -44,6 +47,20 @@ def register(actions: argparse._SubParsersAction) -> None:
             f"(default {DEFAULT_NLVR2_TRAIN_PAIRS}; val and test: one per image)"
         ),
     )
+    parser.add_argument(
+        "--heldout-phrasings",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=(
+            "word val and test with phrasing families of their own and add the test_seen "
+            "split (default: on; --no-heldout-phrasings words every split like train)"
+        ),
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty --out directory, replacing files of the same names",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -52,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from neurogshn.data.scenes import generate_scenes
+    from neurogshn.data.relational.scenes import generate_scenes
 
     splits = {"train": args.train, "val": args.val, "test": args.test}
     t0 = time.perf_counter()
@@ -63,13 +80,22 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         progress=not args.no_progress,
         nlvr2_train_pairs=args.nlvr2_pairs,
+        heldout_phrasings=args.heldout_phrasings,
+        overwrite=args.overwrite,
     )
     dt = time.perf_counter() - t0
+    manifest = json.loads((root / "annotations" / "scenes.json").read_text())
+    splits = {str(k): int(v) for k, v in manifest["splits"].items()}
     n = sum(splits.values())
     print(
         f"wrote {n} images ({', '.join(f'{k} {v}' for k, v in splits.items())}) at "
         f"{args.image_size} px to {root} in {dt:.1f} s ({n / max(dt, 1e-9):.0f} images/s)"
     )
+    families = manifest.get("phrasing_families", {})
+    sources = manifest.get("scene_source", {})
+    for split in splits:
+        note = f" (the scenes of {sources[split]})" if split in sources else ""
+        print(f"  {split}: phrasing families {', '.join(families.get(split, []))}{note}")
     counts = {}
     for split in splits:
         for task in ("vqa", "ve", "nlvr2"):

@@ -13,9 +13,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Evaluate a checkpoint on one task and split, print a table and optionally write "
             "JSON. Retrieval works on any COCO-format captions + panoptic data set (real COCO "
-            "2017 or generated); its hard-negative diagnostics (relational / attribute / "
-            "object accuracy) need annotations/hard_negatives_{split}.json and are omitted, "
-            "with a note, when it is absent. Metric names carry direction and K (t2i_R@1)."
+            "2017 or generated); its hard-negative diagnostics (<kind>_acc for every kind of "
+            "negative the file has) need annotations/hard_negatives_{split}.json and are "
+            "omitted, with a note, when it is absent. A data set whose annotations/scenes.json "
+            "declares a known benchmark also gets its truth-oracle figures (*_oracle, "
+            "*_true@1). Metric names carry direction and K (t2i_R@1)."
         ),
     )
     parser.add_argument(
@@ -76,8 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-oracle",
         action="store_true",
         help="retrieval: skip what the captions allow (the recall of a perfect reader of the "
-        "captions, *_oracle, and *_true@1), computed by default when the data set is in the "
-        "benchmark's vocabulary",
+        "captions, *_oracle, and *_true@1), computed by default when the data set declares "
+        "a benchmark with a truth oracle in annotations/scenes.json",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="graphs per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: auto)")
@@ -94,6 +96,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--segmenter", default=None, help="override the checkpoint's segmenter (gt, superpixel …)"
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="graph cache directory")
+    parser.add_argument(
+        "--score-weight",
+        type=float,
+        default=None,
+        metavar="L",
+        help="retrieval: weight of the masked-LM word evidence in the ITM score "
+        "(itm_mlm_score_weight; default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--rerank-word-evidence",
+        action="store_true",
+        help="retrieval: re-rank with the masked-LM word evidence in the ITM score too (one "
+        "cross-encoder pass per scored word of every pair: slow on a CPU)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--strict", action="store_true", help="stop at the first bad record instead of skipping"
@@ -128,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         oracle=not args.no_oracle,
         pool_norm=args.pool_norm,
         itc_weight=args.itc_weight,
+        score_weight=args.score_weight,
+        rerank_word_evidence=args.rerank_word_evidence,
     )
     title = f"{args.task} on {args.data} [{args.split}] — {args.checkpoint}"
     print(format_metrics_table(result.metrics, title=title))

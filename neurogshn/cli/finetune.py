@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--head-evidence",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="append the checkpoint's ITM evidence (match score, masked relation prediction) "
+        help="append the checkpoint's ITM evidence (match score, word PMI under masked LM) "
         "to the head's fused feature (default: when the checkpoint has an ITM head)",
     )
     parser.add_argument(

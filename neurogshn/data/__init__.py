@@ -1,16 +1,15 @@
-"""Data: the embedded relational-scenes benchmark and COCO-format loading.
+"""Data: COCO-format loading, task files, and the embedded relational-scenes benchmark.
 
-- :mod:`neurogshn.data.vocabulary`: the fixed vocabulary (DESIGN.md §4).
-- :mod:`neurogshn.data.scenes`: the deterministic scene generator (:func:`generate_scenes`).
-- :mod:`neurogshn.data.logic`: parse and evaluate statements/questions on a scene.
-- :mod:`neurogshn.data.captions`: captions and ARO-style hard negatives.
-- :mod:`neurogshn.data.taskgen`: VQA, visual entailment and NLVR2-style task files.
 - :mod:`neurogshn.data.coco`: :class:`CocoPanopticDataset` (ours and the COCO 2017 layout).
 - :mod:`neurogshn.data.tasks`: loaders of the task and hard-negative files.
 - :mod:`neurogshn.data.grounding`: which segments each noun phrase of a caption names.
+- :mod:`neurogshn.data.diagnostics`: benchmark diagnostics of a data set that declares a
+  benchmark in its manifest (:func:`~neurogshn.data.diagnostics.diagnostics_for`).
+- :mod:`neurogshn.data.relational`: the relational-scenes benchmark (generator, scene logic,
+  phrasing families, its diagnostics). Not imported here: training and scoring work on any
+  COCO-format data set without it.
 """
 
 from neurogshn.data.coco import CocoPanopticDataset, ImageRecord, SkippedRecord
-from neurogshn.data.scenes import generate_scenes
 
-__all__ = ["CocoPanopticDataset", "ImageRecord", "SkippedRecord", "generate_scenes"]
+__all__ = ["CocoPanopticDataset", "ImageRecord", "SkippedRecord"]

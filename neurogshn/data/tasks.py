@@ -18,34 +18,60 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neurogshn.data.captions import HARD_NEGATIVE_KINDS
 from neurogshn.data.coco import SkippedRecord, load_json
 from neurogshn.errors import DataError
 
 log = logging.getLogger(__name__)
 
 TASKS: tuple[str, ...] = ("vqa", "ve", "nlvr2")
-VQA_TYPES: tuple[str, ...] = ("color", "shape", "count", "relation", "existence")
+
+
+#: Fields of a hard-negative item that are not negatives.
+HARD_NEGATIVE_ITEM_FIELDS: tuple[str, ...] = ("image_id", "caption_index", "caption", "caption_id")
 
 
 @dataclass(frozen=True)
 class HardNegativeItem:
-    """The hard negatives of one caption (``None`` where a kind could not be built)."""
+    """The hard negatives of one caption.
+
+    Attributes:
+        image_id: the image.
+        caption_index: which of the image's captions (file order).
+        caption: the caption.
+        kinds: ``{kind: negative text or None}``; every other field of the file's item is a
+            kind (``relation_swap``, ``attribute_swap``, a user's own ``negation`` …), so the
+            metric names follow the file, not a list of ours.
+        caption_id: the caption's annotation id when the file gives it.
+    """
 
     image_id: int
     caption_index: int
     caption: str
-    relation_swap: str | None
-    attribute_swap: str | None
-    object_replace: str | None
-    size_flip: str | None = None
-    count_flip: str | None = None
-    stuff_replace: str | None = None
-    unrelated_pair: str | None = None
+    kinds: Mapping[str, str | None] = field(default_factory=dict)
+    caption_id: int | None = None
 
     def negatives(self) -> dict[str, str]:
-        """``{kind: text}`` of the non-null negatives."""
-        return {k: v for k in HARD_NEGATIVE_KINDS if (v := getattr(self, k)) is not None}
+        """``{kind: text}`` of the non-null negatives, in file order."""
+        return {k: v for k, v in self.kinds.items() if v is not None}
+
+
+def item_negatives(item: Any) -> dict[str, str]:
+    """``{kind: text}`` of the non-null negatives of a hard-negative item.
+
+    Args:
+        item: a :class:`HardNegativeItem`, or a dict shaped like an item of the file (every
+            field but :data:`HARD_NEGATIVE_ITEM_FIELDS` is a kind whose value is a text or
+            ``None``).
+    """
+    if isinstance(item, HardNegativeItem):
+        return item.negatives()
+    if isinstance(item, Mapping):
+        return {
+            str(k): str(v)
+            for k, v in item.items()
+            if k not in HARD_NEGATIVE_ITEM_FIELDS and v is not None and v != ""
+        }
+    raise TypeError(f"expected a HardNegativeItem or a dict, got {type(item).__name__}")
 
 
 @dataclass(frozen=True)
@@ -67,11 +93,20 @@ class VEItem:
 
 @dataclass(frozen=True)
 class NLVR2Item:
+    """A statement about a (left, right) image pair and its truth.
+
+    Attributes:
+        type: the statement's form when the file gives it (a reporting group of NLVR2
+            accuracy, e.g. ``both`` or ``compare`` in the generated benchmark); ``None``
+            otherwise.
+    """
+
     id: int
     left_image_id: int
     right_image_id: int
     statement: str
     label: bool
+    type: str | None = None
 
     @property
     def image_ids(self) -> tuple[int, int]:
@@ -86,7 +121,8 @@ class TaskFile:
         path: the file.
         items: typed records, in file order.
         labels: the label vocabulary (VQA ``answers``, VE ``labels``, NLVR2 ``[true,
-            false]`` as strings ``"True"``/``"False"``; hard negatives: the three kinds).
+            false]`` as strings ``"True"``/``"False"``; hard negatives: the kinds found, in
+            order of first appearance).
         skipped: items left out, with reasons.
     """
 
@@ -187,6 +223,10 @@ def _opt_text(v: Any) -> str | None:
     return None if v is None else _text(v)
 
 
+def _opt_int(v: Any) -> int | None:
+    return None if v is None else _int(v)
+
+
 def _bool(v: Any) -> bool:
     if not isinstance(v, bool):
         raise TypeError(f"expected true or false, got {v!r}")
@@ -196,33 +236,43 @@ def _bool(v: Any) -> bool:
 def load_hard_negatives(
     path: str | os.PathLike[str], image_ids: Iterable[int] | None = None, strict: bool = False
 ) -> TaskFile:
-    """Load ``hard_negatives_{split}.json`` → :class:`TaskFile` of :class:`HardNegativeItem`."""
+    """Load ``hard_negatives_{split}.json`` → :class:`TaskFile` of :class:`HardNegativeItem`.
+
+    Each item has ``image_id``, ``caption_index``, ``caption`` (and optionally
+    ``caption_id``); every other field is a hard-negative kind whose value is a text or
+    ``null``. ``labels`` lists the kinds found, in order of first appearance."""
     r = _Reader(Path(path), strict, image_ids)
     data = load_json(r.path)
     r.top(data, {"items": list})
     items = []
-    spec = {"image_id": _int, "caption_index": _int, "caption": _text}
-    spec |= dict.fromkeys(HARD_NEGATIVE_KINDS, _opt_text)
+    kinds: dict[str, None] = {}
+    spec = {"image_id": _int, "caption_index": _int, "caption": _text, "caption_id": _opt_int}
     for k, item in enumerate(data["items"]):
-        # files written before size_flip (benchmark version 1), count_flip and
-        # stuff_replace (version 2) or unrelated_pair (version 3) existed have no such field
-        f = r.fields(
-            k,
-            item,
-            spec,
-            optional=("size_flip", "count_flip", "stuff_replace", "unrelated_pair"),
-        )
-        if f is not None and r.known(k, f["image_id"]):
-            items.append(HardNegativeItem(**f))
-    return r.done(items, list(HARD_NEGATIVE_KINDS))
+        f = r.fields(k, item, spec, optional=("caption_id",))
+        if f is None or not r.known(k, f["image_id"]):
+            continue
+        negatives: dict[str, str | None] = {}
+        for name, value in item.items():
+            if name in HARD_NEGATIVE_ITEM_FIELDS:
+                continue
+            try:
+                negatives[str(name)] = _opt_text(value)
+            except TypeError as exc:
+                r.bad(f"item {k}: hard negative {name!r}: {exc}")
+                negatives = {}
+                break
+        else:
+            kinds.update(dict.fromkeys(negatives))
+            items.append(HardNegativeItem(**f, kinds=negatives))
+    return r.done(items, list(kinds))
 
 
 def load_vqa(
     path: str | os.PathLike[str], image_ids: Iterable[int] | None = None, strict: bool = False
 ) -> TaskFile:
     """Load ``vqa_{split}.json`` → :class:`TaskFile` of :class:`VQAQuestion`; ``labels`` is
-    the answer vocabulary. A question whose answer is not in it, or whose type is not one of
-    :data:`VQA_TYPES`, is a bad item."""
+    the answer vocabulary. A question whose answer is not in it is a bad item. ``type`` is any
+    non-empty string (per-type accuracies are reported for the types the file has)."""
     r = _Reader(Path(path), strict, image_ids)
     data = load_json(r.path)
     r.top(data, {"answers": list, "questions": list})
@@ -242,9 +292,6 @@ def load_vqa(
             continue
         if f["answer"] not in vocab:
             r.bad(f"item {k}: answer {f['answer']!r} is not in the file's answers")
-            continue
-        if f["type"] not in VQA_TYPES:
-            r.bad(f"item {k}: unknown question type {f['type']!r} (expected {VQA_TYPES})")
             continue
         items.append(VQAQuestion(**f))
     return r.done(items, answers)
@@ -274,7 +321,8 @@ def load_ve(
 def load_nlvr2(
     path: str | os.PathLike[str], image_ids: Iterable[int] | None = None, strict: bool = False
 ) -> TaskFile:
-    """Load ``nlvr2_{split}.json`` → :class:`TaskFile` of :class:`NLVR2Item`."""
+    """Load ``nlvr2_{split}.json`` → :class:`TaskFile` of :class:`NLVR2Item` (``type`` is
+    optional: text or ``null``)."""
     r = _Reader(Path(path), strict, image_ids)
     data = load_json(r.path)
     r.top(data, {"items": list})
@@ -285,9 +333,10 @@ def load_nlvr2(
         "right_image_id": _int,
         "statement": _text,
         "label": _bool,
+        "type": _opt_text,
     }
     for k, item in enumerate(data["items"]):
-        f = r.fields(k, item, spec)
+        f = r.fields(k, item, spec, optional=("type",))
         if f is None or not r.known(k, f["left_image_id"], f["right_image_id"]):
             continue
         items.append(NLVR2Item(**f))

@@ -199,14 +199,16 @@ def downstream_retrieval(
     if branch.model is None:
         return {"skipped": "stand-alone encoder checkpoint: no GSHN model to evaluate"}
     from neurogshn.data.coco import CocoPanopticDataset
+    from neurogshn.tasks.metrics import hard_negative_kinds
     from neurogshn.tasks.retrieval import evaluate_retrieval
 
     coco = CocoPanopticDataset(data_root, split)
     hn = Path(data_root) / "annotations" / f"hard_negatives_{split}.json"
     hn_arg = hn if hn.is_file() else None
     model = branch.model
-    keys = ("i2t_R@1", "t2i_R@1", "rsum", "relational_acc", "attribute_acc", "hard_negative_acc")
     float_m = evaluate_retrieval(model, graphs, coco, hn_arg, max_images=max_images)
+    kinds = [f"{kind}_acc" for kind in hard_negative_kinds(float_m)]
+    keys = ("i2t_R@1", "t2i_R@1", "rsum", *kinds, "hard_negative_acc")
     qenc = QuantizedSpikingEncoder(export, model.spiking_encoder)
     with swapped_spiking_encoder(model, qenc):
         quant_m = evaluate_retrieval(model, graphs, coco, hn_arg, max_images=max_images)
@@ -306,14 +308,12 @@ def format_verify_report(report: dict[str, Any]) -> str:
         else:
             if down.get("num_images") is not None:
                 lines.append(f"  images: {int(down['num_images'])}")
-            lines.append(f"  {'metric':<18}{'float':>9}{'quantized':>11}{'delta (pt)':>12}")
-            for key in ("i2t_R@1", "t2i_R@1", "rsum", "relational_acc", "attribute_acc",
-                        "hard_negative_acc"):  # fmt: skip
-                if key not in down["float"]:
-                    continue
+            width = max(18, *(len(key) + 2 for key in down["float"]))
+            lines.append(f"  {'metric':<{width}}{'float':>9}{'quantized':>11}{'delta (pt)':>12}")
+            for key in down["float"]:  # retrieval, then one row per hard-negative kind
                 f, q, d = down["float"][key], down["quantized"][key], down["delta_points"][key]
                 scale = 1.0 if key == "rsum" else 100.0
-                lines.append(f"  {key:<18}{scale * f:>9.2f}{scale * q:>11.2f}{d:>+12.2f}")
+                lines.append(f"  {key:<{width}}{scale * f:>9.2f}{scale * q:>11.2f}{d:>+12.2f}")
             lines.append("  (R@1 and accuracies in %, rsum in points)")
     if "seconds" in report:
         lines += ["", f"wall time: {report['seconds']:.1f} s"]

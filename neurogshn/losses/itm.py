@@ -49,14 +49,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurogshn.model.crossmodal import CrossModalEncoder
-from neurogshn.model.node_count import NodeCount
-from neurogshn.model.relation_geometry import RelationGeometry
+from neurogshn.model.mlm import MaskedTokenHead
 
 
 class ITMHead(CrossModalEncoder):
     """Cross-encoder matching head (see module docstring): a
     :class:`~neurogshn.model.crossmodal.CrossModalEncoder`, a final LayerNorm, the masked mean
-    of the token states and a 2-way classifier (no match / match).
+    of the token states and a 2-way classifier (no match / match); optionally a masked-token
+    head over the text model's vocabulary (:mod:`neurogshn.model.mlm`) on the same states, and
+    the learned null image its text-only prior reads.
 
     Args:
         dim: embedding size ``D``.
@@ -68,16 +69,10 @@ class ITMHead(CrossModalEncoder):
         self_attention: token self-attention in every block.
         token_position: add a learned token-index embedding to the caption tokens.
         max_tokens: positions of that embedding (at least the tokenizer's length).
-        relation_classes: size of the masked-relation classifier (0: none).
-        concept_classes: size of the masked-concept classifier (0: none).
         attention_sink: every cross-attention also attends to a learned null node, which
             lets the head count (:mod:`neurogshn.model.crossmodal`).
-        relation_geometry: add to the relation classifier a classifier on the displacement
-            between two pointed-at node centroids (:mod:`neurogshn.model.relation_geometry`;
-            needs ``relation_classes`` and ``node_pos``).
-        concept_count: add to the concept classifier a classifier on a soft count of the
-            nodes the mask selects (:mod:`neurogshn.model.node_count`; needs
-            ``concept_classes``).
+        vocab_size: the text model's vocabulary ``V`` (0: no masked-token head).
+        word_dim: the text model's word-embedding size ``H`` (with ``vocab_size``).
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
@@ -95,11 +90,9 @@ class ITMHead(CrossModalEncoder):
         self_attention: bool = False,
         token_position: bool = False,
         max_tokens: int = 64,
-        relation_classes: int = 0,
         attention_sink: bool = False,
-        concept_classes: int = 0,
-        relation_geometry: bool = False,
-        concept_count: bool = False,
+        vocab_size: int = 0,
+        word_dim: int = 0,
     ) -> None:
         super().__init__(
             dim,
@@ -114,104 +107,39 @@ class ITMHead(CrossModalEncoder):
         )
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, 2)
-        # masked relation prediction (neurogshn.losses.relation); absent when 0
-        self.relation_head = nn.Linear(dim, relation_classes) if relation_classes > 0 else None
-        # masked concept prediction (same module); absent when 0
-        self.concept_head = nn.Linear(dim, concept_classes) if concept_classes > 0 else None
-        if relation_geometry and relation_classes <= 0:
-            raise ValueError("relation_geometry needs a relation classifier (relation_classes > 0)")
-        self.relation_geometry = (
-            RelationGeometry(dim, relation_classes) if relation_geometry else None
-        )
-        if concept_count and concept_classes <= 0:
-            raise ValueError("concept_count needs a concept classifier (concept_classes > 0)")
-        self.concept_count = NodeCount(dim, concept_classes) if concept_count else None
+        self.token_head = MaskedTokenHead(dim, word_dim, vocab_size) if vocab_size > 0 else None
+        self.null_image = nn.Parameter(0.02 * torch.randn(dim)) if vocab_size > 0 else None
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
         self.norm.reset_parameters()
         self.classifier.reset_parameters()
-        if self.relation_head is not None:
-            self.relation_head.reset_parameters()
-        if self.concept_head is not None:
-            self.concept_head.reset_parameters()
-        if self.relation_geometry is not None:
-            self.relation_geometry.reset_parameters()
-        if self.concept_count is not None:
-            self.concept_count.reset_parameters()
+        if self.token_head is not None:
+            self.token_head.reset_parameters()
+        if self.null_image is not None:
+            nn.init.normal_(self.null_image, std=0.02)
 
-    def _mask_states(
+    def token_states(
         self,
         tokens: Tensor,
         token_mask: Tensor,
         nodes: Tensor,
         node_mask: Tensor,
-        node_pos: Tensor | None,
-        mask_index: Tensor,
+        node_pos: Tensor | None = None,
     ) -> Tensor:
+        """The final (normalised) cross-modal token states ``P×L×D``."""
         h, _ = CrossModalEncoder.forward(self, tokens, token_mask, nodes, node_mask, node_pos)
-        h = self.norm(h)
-        rows = torch.arange(h.shape[0], device=h.device)
-        return h[rows, mask_index]
+        return self.norm(h)
 
-    def relation_logits(
-        self,
-        tokens: Tensor,
-        token_mask: Tensor,
-        nodes: Tensor,
-        node_mask: Tensor,
-        node_pos: Tensor | None,
-        mask_index: Tensor,
-        return_pointers: bool = False,
-    ) -> Tensor | tuple[Tensor, Tensor | None]:
-        """Relation-class logits at each pair's masked position (masked relation prediction),
-        plus, with ``relation_geometry``, the displacement classifier's logits.
-
-        Shapes:
-            tokens ``P×L×D`` … as :meth:`forward`; mask_index ``P`` (token index of the mask)
-            → ``P×K``; with ``return_pointers`` also the subject/object pointers ``P×2×N``
-            (``None`` without ``relation_geometry``).
-        """
-        if self.relation_head is None:
-            raise ValueError("this ITM head has no relation classifier (relation_classes=0)")
-        state = self._mask_states(tokens, token_mask, nodes, node_mask, node_pos, mask_index)
-        logits = self.relation_head(state)
-        pointers = None
-        if self.relation_geometry is not None:
-            if node_pos is None:
-                raise ValueError("relation_geometry needs node_pos (the graphs' `pos` centroids)")
-            placed = self.placed_nodes(nodes, node_pos)
-            geometric, pointers = self.relation_geometry(state, placed, node_mask, node_pos)
-            logits = logits + geometric
-        return (logits, pointers) if return_pointers else logits
-
-    def concept_logits(
-        self,
-        tokens: Tensor,
-        token_mask: Tensor,
-        nodes: Tensor,
-        node_mask: Tensor,
-        node_pos: Tensor | None,
-        mask_index: Tensor,
-        return_counts: bool = False,
-    ) -> Tensor | tuple[Tensor, Tensor | None]:
-        """Concept-class logits at each pair's masked position (masked concept prediction),
-        plus, with ``concept_count``, the node-count classifier's logits.
-
-        Shapes:
-            as :meth:`relation_logits` → ``P×C``; with ``return_counts`` also the soft node
-            counts ``P`` (``None`` without ``concept_count``).
-        """
-        if self.concept_head is None:
-            raise ValueError("this ITM head has no concept classifier (concept_classes=0)")
-        state = self._mask_states(tokens, token_mask, nodes, node_mask, node_pos, mask_index)
-        logits = self.concept_head(state)
-        counts = None
-        if self.concept_count is not None:
-            placed = self.placed_nodes(nodes, node_pos)
-            counted, counts = self.concept_count(state, placed, node_mask)
-            logits = logits + counted
-        return (logits, counts) if return_counts else logits
+    def null_nodes(self, count: int, with_pos: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``count`` copies of the null image: nodes ``count×1×D``, mask ``count×1`` and, when
+        ``with_pos``, centroids ``count×1×2`` at the image centre."""
+        if self.null_image is None:
+            raise ValueError("this ITM head has no null image (no masked-token head)")
+        nodes = self.null_image.expand(count, 1, -1)
+        mask = torch.ones(count, 1, dtype=torch.bool, device=nodes.device)
+        pos = nodes.new_full((count, 1, 2), 0.5) if with_pos else None
+        return nodes, mask, pos
 
     def forward(  # type: ignore[override]
         self,

@@ -4,17 +4,13 @@ r"""The pretraining objective: ITC + spatio-temporal CL + STL + ITM, weighted.
     \mathcal{L} = \lambda_{ITC}\mathcal{L}_{ITC} + \lambda_{CL}\mathcal{L}_{CL}
       + \lambda_{STL}\mathcal{L}_{STL}
       + \lambda_{ITM}(\mathcal{L}_{ITM} + \gamma\,\mathcal{L}_{ground}
-      + \rho\,\mathcal{L}_{rel} + \kappa\,\mathcal{L}_{concept})
+      + \mu\,\mathcal{L}_{MLM})
 
 with :math:`\gamma` = ``itm_grounding_weight`` (the phrase-grounding term of the ITM head,
 :mod:`neurogshn.losses.grounding`; computed only when the batch carries groundings) and
-:math:`\rho` = ``itm_relation_weight`` (masked relation prediction,
-:mod:`neurogshn.losses.relation`; on the captions that state a relation) and :math:`\kappa` =
-``itm_concept_weight`` (masked concept prediction, same module; only with an
-``itm_concept_vocab``, on every mention of one of its phrases). With ``itm_text_prior``
-the relation and concept terms each add the cross-entropy of their text-only prior
-(:mod:`neurogshn.model.text_prior`), which reads detached text states and so trains nothing
-else.
+:math:`\mu` = ``itm_mlm_weight`` (image-conditioned masked language modelling over the text
+model's vocabulary on the same cross-encoder, :mod:`neurogshn.losses.mlm`). The ITM negatives
+are the batch's hard negatives of whatever kinds the data has, all treated alike.
 
 A weight of 0 skips the loss entirely (not computed). The text encoder runs once per step on
 the captions and the non-missing hard negatives together.
@@ -26,12 +22,11 @@ Usage::
     out["loss"].backward()
 
 Returned keys: ``loss`` (weighted total), the unweighted loss of each active objective
-(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_relation``, ``itm_concept``, and
-with ``itm_text_prior`` the text priors' ``itm_relation_prior``, ``itm_concept_prior``) and
-detached diagnostics under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_l{k}``,
-``diag/itc_temperature``, ``diag/stl_temperature``, ``diag/itm_accuracy``,
-``diag/grounding_accuracy``, ``diag/relation_accuracy``, ``diag/concept_accuracy``,
-``diag/text_spike_rate``.
+(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_mlm``) and detached diagnostics
+under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_l{k}``, ``diag/itc_temperature``,
+``diag/stl_temperature``, ``diag/itm_accuracy``, ``diag/grounding_accuracy``,
+``diag/mlm_accuracy`` (hidden pieces read with the image), ``diag/mlm_prior_accuracy`` (with
+the null image), ``diag/text_spike_rate``.
 """
 
 from __future__ import annotations
@@ -39,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -50,15 +45,7 @@ from neurogshn.losses.contrastive import spatiotemporal_cl_loss
 from neurogshn.losses.grounding import PhraseNodes, grounding_loss, grounding_targets
 from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
-from neurogshn.losses.relation import (
-    NO_RELATION_KIND,
-    MaskedLogits,
-    count_loss,
-    masked_concept_logits,
-    masked_relation_logits,
-    pointer_loss,
-    unrelated_pair_logits,
-)
+from neurogshn.losses.mlm import mlm_loss
 from neurogshn.losses.stl import stl_loss
 
 LOSS_NAMES = ("itc", "cl", "stl", "itm")
@@ -78,8 +65,8 @@ class PretrainBatch:
             ``i`` as ``(char start, char end, node indices within graph i)``
             (:func:`neurogshn.training.data.phrase_nodes`).
         hard_negative_kinds: ``B`` entries (or ``None``: unknown), the kind of each hard
-            negative (``relation_swap`` …; ``None`` where there is none). Needed by the
-            *no relation* class of masked relation prediction (``itm_relation_none``).
+            negative as the data's file names it (``None`` where there is none); not used
+            by the losses, which treat every kind alike.
     """
 
     graphs: Batch
@@ -115,126 +102,6 @@ class PretrainBatch:
             self.groundings,
             self.hard_negative_kinds,
         )
-
-
-class MaskedLoss(NamedTuple):
-    """Masked relation or concept prediction on a batch: the classifier's cross-entropy, its
-    detached accuracy and, with a text prior (``itm_text_prior``), the prior's cross-entropy
-    (its gradient reaches the prior alone: it reads detached text states). With
-    ``itm_relation_none`` the cross-entropy also covers the unrelated pairs, whose detached
-    accuracy is ``none_accuracy`` (``accuracy`` stays that on the captions). With
-    ``itm_relation_geometry`` and groundings, the pointers' grounding loss and accuracy
-    (:func:`~neurogshn.losses.relation.pointer_loss`); with ``itm_concept_count``, the node
-    count's loss and accuracy (:func:`~neurogshn.losses.relation.count_loss`)."""
-
-    loss: Tensor
-    accuracy: Tensor
-    prior_loss: Tensor | None = None
-    none_accuracy: Tensor | None = None
-    pointer_loss: Tensor | None = None
-    pointer_accuracy: Tensor | None = None
-    count_loss: Tensor | None = None
-    count_accuracy: Tensor | None = None
-
-
-def masked_relation_loss(
-    model: Any,
-    captions: Sequence[str],
-    nodes: Tensor,
-    node_mask: Tensor,
-    image: Any,
-    unrelated: Sequence[tuple[int, str]] = (),
-    groundings: Sequence[Sequence[PhraseNodes] | None] | None = None,
-) -> MaskedLoss | None:
-    """Masked relation prediction (:mod:`neurogshn.losses.relation`) on the captions that
-    state a relation, and with ``itm_relation_none`` on ``unrelated`` (``(batch row, text)``
-    of the ``unrelated_pair`` hard negatives; target *no relation*); with
-    ``itm_relation_geometry`` and the captions' ``groundings``, the pointers' grounding
-    (:func:`~neurogshn.losses.relation.pointer_loss`). ``None`` when there is nothing to
-    predict."""
-    pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
-    found = masked_relation_logits(model, captions, nodes, node_mask, pos)
-    none = None
-    if unrelated and getattr(model.config, "itm_relation_none", False):
-        rows = torch.tensor([r for r, _ in unrelated], device=nodes.device)
-        none = unrelated_pair_logits(
-            model,
-            [t for _, t in unrelated],
-            nodes[rows],
-            node_mask[rows],
-            None if pos is None else pos[rows],
-        )
-    result = _masked_loss(found, none)
-    if result is None or found is None or groundings is None:
-        return result
-    pointer = pointer_loss(found, groundings)
-    if pointer is None:
-        return result
-    return result._replace(pointer_loss=pointer[0], pointer_accuracy=pointer[1])
-
-
-def masked_concept_loss(
-    model: Any, captions: Sequence[str], nodes: Tensor, node_mask: Tensor, image: Any
-) -> MaskedLoss | None:
-    """Masked concept prediction (:func:`~neurogshn.losses.relation.masked_concept_logits`)
-    on every concept mention of the captions, with ``itm_concept_count`` the count's
-    supervision on the number words (:func:`~neurogshn.losses.relation.count_loss`), or
-    ``None``."""
-    pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
-    found = masked_concept_logits(model, captions, nodes, node_mask, pos)
-    result = _masked_loss(found)
-    if result is None or found is None:
-        return result
-    count = count_loss(found, model.config.itm_concept_vocab)
-    if count is None:
-        return result
-    return result._replace(count_loss=count[0], count_accuracy=count[1])
-
-
-def _masked_loss(found: MaskedLogits | None, none: MaskedLogits | None = None) -> MaskedLoss | None:
-    parts = [p for p in (found, none) if p is not None]
-    if not parts:
-        return None
-    cross_entropy = torch.nn.functional.cross_entropy
-    logits, targets = torch.cat([p.logits for p in parts]), torch.cat([p.targets for p in parts])
-    prior_loss = None
-    if found is not None and found.prior_logits is not None:
-        prior_loss = cross_entropy(found.prior_logits, found.targets)
-    return MaskedLoss(
-        cross_entropy(logits, targets),
-        _accuracy(parts[0]),
-        prior_loss,
-        None if none is None else _accuracy(none),
-    )
-
-
-def _accuracy(found: MaskedLogits) -> Tensor:
-    return (found.logits.argmax(-1) == found.targets).float().mean().detach()
-
-
-def _add_masked_loss(
-    out: dict[str, Tensor], name: str, result: MaskedLoss | None, weight: float
-) -> Tensor | float:
-    """Log ``itm_<name>`` (and ``itm_<name>_prior``) and ``diag/<name>_accuracy``; return the
-    weighted contribution to the total."""
-    if result is None:
-        return 0.0
-    out[f"itm_{name}"], out[f"diag/{name}_accuracy"] = result.loss, result.accuracy
-    if result.none_accuracy is not None:
-        out[f"diag/{name}_none_accuracy"] = result.none_accuracy
-    total = result.loss
-    if result.prior_loss is not None:
-        out[f"itm_{name}_prior"] = result.prior_loss
-        total = total + result.prior_loss
-    if result.pointer_loss is not None:
-        out[f"itm_{name}_pointer"] = result.pointer_loss
-        out[f"diag/{name}_pointer_accuracy"] = result.pointer_accuracy
-        total = total + result.pointer_loss
-    if result.count_loss is not None:
-        out[f"itm_{name}_count"] = result.count_loss
-        out[f"diag/{name}_count_accuracy"] = result.count_accuracy
-        total = total + result.count_loss
-    return weight * total
 
 
 class PretrainingObjective:
@@ -368,21 +235,15 @@ class PretrainingObjective:
                     result.attention, ground
                 )
                 total = total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
-            if model.config.itm_relation_weight > 0 and model.itm_head.relation_head is not None:
-                unrelated = [
-                    (i, h)
-                    for i, (h, kind) in enumerate(zip(batch.hard_negatives, batch.kinds()))
-                    if h and kind == NO_RELATION_KIND
-                ]
-                relation = masked_relation_loss(
-                    model, batch.captions, nodes, node_mask, image, unrelated, batch.groundings
-                )
-                weight = w["itm"] * model.config.itm_relation_weight
-                total = total + _add_masked_loss(out, "relation", relation, weight)
-            if model.itm_head.concept_head is not None:
-                concept = masked_concept_loss(model, batch.captions, nodes, node_mask, image)
-                weight = w["itm"] * model.config.itm_concept_weight
-                total = total + _add_masked_loss(out, "concept", concept, weight)
+            if model.config.itm_mlm_weight > 0 and model.itm_head.token_head is not None:
+                pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+                mlm = mlm_loss(model, batch.captions, nodes, node_mask, pos)
+                if mlm is not None:
+                    out["itm_mlm"] = mlm.loss
+                    out["diag/mlm_accuracy"] = mlm.accuracy
+                    if not torch.isnan(mlm.prior_accuracy):
+                        out["diag/mlm_prior_accuracy"] = mlm.prior_accuracy
+                    total = total + w["itm"] * model.config.itm_mlm_weight * mlm.loss
 
         out["loss"] = total
         if image.fusion_ratio is not None:

@@ -4,6 +4,9 @@
 - :mod:`~neurogshn.model.gat`: GATv2 stage (host)
 - :mod:`~neurogshn.model.fusion`: ``V' = r·E_SNN + F_GAT`` and image pooling
 - :mod:`~neurogshn.model.text`: transformer text encoder with a frozen, memoised lower part
+- :mod:`~neurogshn.model.crossmodal`: cross-modal fusion blocks (caption tokens attend to nodes)
+- :mod:`~neurogshn.model.mlm`: image-conditioned masked language modelling over the text
+  model's vocabulary (word masking, content weights, the tied masked-token head)
 - :mod:`~neurogshn.model.config`: :class:`GSHNConfig` and the named configurations
 - :mod:`~neurogshn.model.gshn`: :class:`GSHN` (encode_image / encode_text, save/load)
 

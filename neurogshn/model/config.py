@@ -16,9 +16,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from neurogshn.data.vocabulary import RELATIONS
 from neurogshn.errors import ConfigError
-from neurogshn.model.node_count import number_values
 from neurogshn.model.spiking import LIFNeuronParameters
 
 MODES = ("full", "gat_only", "snn_only")
@@ -28,12 +26,44 @@ WEIGHT_ALIASES = {"itc": "itc_weight", "cl": "cl_weight", "stl": "stl_weight", "
 
 # Default sizes of the graph cache built by neurogshn.graph with EfficientNet-Lite0 and the
 # embedded vocabulary: 472 visual + 7 geometry + 3 colour + 10 category + 2 flags; 9 edge attrs.
-#: ITM-head fields added after checkpoints had been written, with the value that rebuilds the
-#: head such a checkpoint holds (used when its config.json lacks them).
-LEGACY_ITM_FIELDS: dict[str, Any] = {"itm_token_position": False, "itm_relation_weight": 0.0}
+#: Fields added after checkpoints had been written, with the value that rebuilds what such a
+#: checkpoint holds (used when its config.json lacks them).
+LEGACY_ITM_FIELDS: dict[str, Any] = {
+    "itm_token_position": False,
+    "itm_mlm_weight": 0.0,
+    "itm_attention_sink": False,
+}
 
-#: Which relation phrases masked relation prediction masks (``itm_relation_mentions``).
-RELATION_MENTIONS: tuple[str, ...] = ("first", "all")
+#: Options of earlier versions whose parts were removed: closed-vocabulary classifiers over
+#: the embedded benchmark's relation phrases, stuff names and number words, and a geometry rule
+#: copied from its generator. A checkpoint that used one is refused (:func:`removed_options`).
+REMOVED_OPTIONS: dict[str, str] = {
+    "itm_relation_weight": "masked relation prediction over a fixed list of relation phrases",
+    "itm_relation_vocab": "masked relation prediction over a fixed list of relation phrases",
+    "itm_relation_mentions": "masked relation prediction over a fixed list of relation phrases",
+    "itm_relation_none": "the 'no relation' class of masked relation prediction",
+    "itm_relation_geometry": "the relation classifier's centroid-displacement rule",
+    "itm_concept_vocab": "masked concept prediction over a fixed list of words",
+    "itm_concept_weight": "masked concept prediction over a fixed list of words",
+    "itm_concept_count": "the concept classifier's number-word count",
+    "itm_text_prior": "the text prior of those classifiers",
+}
+
+
+def removed_options(raw: dict[str, Any]) -> dict[str, str]:
+    """The removed options a saved configuration *uses* (``{field: what it was}``); fields of
+    those names that are switched off (0, empty, false) are not uses."""
+    used = {}
+    for key, what in REMOVED_OPTIONS.items():
+        value = raw.get(key)
+        if key in ("itm_relation_vocab", "itm_relation_mentions"):
+            value = value if raw.get("itm_relation_weight", 0) else None
+        if key == "itm_concept_weight":
+            value = value if raw.get("itm_concept_vocab") else None
+        if value:
+            used[key] = what
+    return used
+
 
 DEFAULT_NODE_FEATURES = 494
 DEFAULT_EDGE_FEATURES = 9
@@ -90,52 +120,34 @@ class GSHNConfig:
         itm_grounding_weight: weight gamma of the ITM head's phrase-grounding term
             (relative to ITM; used when the training data has groundings, see
             :mod:`neurogshn.losses.grounding`).
-        itm_relation_weight: weight of masked relation prediction on the ITM head (relative to
-            ITM; :mod:`neurogshn.losses.relation`); > 0 builds the relation classifier, whose
-            log-probability then joins the ITM match score. Checkpoints predating it load with 0.
-        itm_relation_vocab: the relation phrases it predicts (default: the benchmark's).
-        itm_relation_mentions: which relation phrases of a caption are masked and predicted,
-            in training and in the match score: ``"first"`` (the first one; checkpoints
-            predating this field) or ``"all"`` (each in turn, their log-probabilities summed in
-            the score). With ``"first"`` a second relation ("…, and the C is above the D") is
-            read by nothing: measured at chance (docs/results.md, session 14).
-        itm_concept_vocab: words or phrases for masked concept prediction on the ITM head
-            (:mod:`neurogshn.losses.relation`): every mention in a caption is masked in turn
-            and predicted from the image, and the log-probability of the stated one joins the
-            match score. Empty (the default, and checkpoints predating it): none. For the
-            benchmark, its stuff classes and number words (``configs/pretrain_10k_concepts.json``).
-        itm_concept_weight: weight of that prediction (relative to ITM).
-        itm_text_prior: score the stated relations and concepts as a pointwise mutual
-            information, :math:`\log p(x \mid \text{image}, \tilde t) - \log q(x \mid
-            \tilde t)`, against a text-only prior ``q`` of the masked slot
-            (:mod:`neurogshn.model.text_prior`, trained with them on detached text states)
-            instead of the log-probability alone, which lowers every caption that states
-            something in an image→text ranking. Off by default and in checkpoints predating
-            it; a trained model gets one with :func:`neurogshn.training.text_prior.fit_text_prior`
-            (``neurogshn fit-prior``).
-        itm_relation_none: the relation classifier gets one more class after the vocabulary,
-            *no relation holds between the two objects*, learnt from the batch's masked
-            ``unrelated_pair`` hard negatives (benchmark version 4, drawn when
-            ``data.hard_negative_kinds`` lists them). Without it the classifier must spread a
-            diagonal pair's probability over the relations, so a caption stating either one of
-            them keeps a high log-probability. Off by default and in checkpoints predating it.
-        itm_relation_geometry: the relation classifier also reads the displacement between
-            the centroids of two nodes that learned pointers from the mask pick
-            (:mod:`neurogshn.model.relation_geometry`), the pointers supervised by the
-            captions' phrase groundings. Needs ``itm_node_position``. Off by default and in
-            checkpoints predating it; grown on a trained model with ``overrides``.
-        itm_concept_count: the concept classifier also reads a soft count of the nodes that
-            learned sigmoid gates from the mask select (:mod:`neurogshn.model.node_count`),
-            the count supervised by the number words of ``itm_concept_vocab`` (a true caption's
-            "five" wants a count of 5). Needs a concept classifier with at least one number
-            word (0–12, in words or digits). Off by default and in checkpoints predating it;
-            grown on a trained model with ``overrides``.
+        itm_mlm_weight: weight of image-conditioned masked language modelling on the ITM
+            head (relative to ITM; :mod:`neurogshn.model.mlm`, :mod:`neurogshn.losses.mlm`):
+            > 0 builds a masked-token head over the text model's whole vocabulary, tied to
+            its word embeddings, and a learned null image for the text-only prior.
+            Checkpoints predating it load with 0.
+        itm_mlm_mask_rate: fraction of a caption's words masked per training step (at least
+            one), drawn with probability growing with their inverse document frequency in
+            the training captions (content words more often, any word possible).
+        itm_mlm_copies: masked copies of each caption per step, each with its own draw (more
+            copies: more masked words per step, each read with the rest of its caption, as
+            the match score reads them).
+        itm_mlm_image_dropout: fraction of the masked captions paired with the null image,
+            which trains the text-only prior :math:`q`.
+        itm_mlm_score_weight: weight :math:`\lambda` of the mean pointwise mutual information
+            of the caption's content words in the match score (:meth:`GSHN.itm_scores`):
+            :math:`s = \text{logit}_{match} - \text{logit}_{no} + \lambda\,
+            \overline{\mathrm{PMI}}`; 0: the ITM logits alone. The default 8 is the best of
+            0 … 8 by the mean hard-negative accuracy on the held-out-phrasing validation
+            split (docs/results.md, "Open vocabulary").
+        itm_mlm_score_words: most content words per caption that the score masks (those of
+            highest inverse document frequency; each costs one cross-encoder pass).
+        itm_mlm_content_fraction: a word in more than this fraction of the training captions
+            (articles, copulas, punctuation) is not scored.
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;
-            :mod:`neurogshn.model.crossmodal`). Off by default and in checkpoints predating it;
-            a model trained without it grows one with ``GSHN.from_pretrained(dir,
-            overrides={"itm_attention_sink": True})`` (``model.init_from`` with
-            ``model.overrides`` in training).
+            :mod:`neurogshn.model.crossmodal`). Checkpoints predating it load without it; a
+            model trained without it grows one with ``GSHN.from_pretrained(dir,
+            overrides={"itm_attention_sink": True})``.
     """
 
     node_features: int = DEFAULT_NODE_FEATURES
@@ -174,23 +186,19 @@ class GSHNConfig:
     itm_self_attention: bool = True
     itm_token_position: bool = True
     itm_grounding_weight: float = 1.0
-    itm_relation_weight: float = 1.0
-    itm_relation_vocab: tuple[str, ...] = RELATIONS
-    itm_attention_sink: bool = False
-    itm_relation_mentions: str = "first"
-    itm_concept_vocab: tuple[str, ...] = ()
-    itm_concept_weight: float = 1.0
-    itm_text_prior: bool = False
-    itm_relation_none: bool = False
-    itm_relation_geometry: bool = False
-    itm_concept_count: bool = False
+    itm_attention_sink: bool = True
+    itm_mlm_weight: float = 1.0
+    itm_mlm_mask_rate: float = 0.15
+    itm_mlm_copies: int = 2
+    itm_mlm_image_dropout: float = 0.25
+    itm_mlm_score_weight: float = 8.0
+    itm_mlm_score_words: int = 6
+    itm_mlm_content_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.neuron, dict):
             self.neuron = LIFNeuronParameters(**self.neuron)
         self.snn_hidden = tuple(int(h) for h in self.snn_hidden)
-        self.itm_relation_vocab = tuple(str(r) for r in self.itm_relation_vocab)
-        self.itm_concept_vocab = tuple(str(r) for r in self.itm_concept_vocab)
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -228,50 +236,18 @@ class GSHNConfig:
             "stl_weight",
             "itm_weight",
             "itm_grounding_weight",
-            "itm_relation_weight",
-            "itm_concept_weight",
+            "itm_mlm_weight",
+            "itm_mlm_score_weight",
         ):
             if getattr(self, name) < 0:
                 bad(f"{name} must be >= 0, got {getattr(self, name)}")
-        overlap = {" ".join(p.lower().split()) for p in self.itm_concept_vocab} & {
-            " ".join(p.lower().split()) for p in self.itm_relation_vocab
-        }
-        if overlap or len(set(self.itm_concept_vocab)) != len(self.itm_concept_vocab):
-            bad(
-                "itm_concept_vocab needs distinct phrases that are not relations, got "
-                f"{list(self.itm_concept_vocab)}"
-            )
-        if self.itm_text_prior and not (
-            self.itm_weight > 0
-            and (
-                self.itm_relation_weight > 0
-                or (self.itm_concept_vocab and self.itm_concept_weight > 0)
-            )
-        ):
-            bad("itm_text_prior needs an ITM head with a relation or concept classifier")
-        if self.itm_relation_none and not (self.itm_weight > 0 and self.itm_relation_weight > 0):
-            bad("itm_relation_none needs an ITM head with a relation classifier")
-        if self.itm_relation_geometry and not (
-            self.itm_weight > 0 and self.itm_relation_weight > 0 and self.itm_node_position
-        ):
-            bad(
-                "itm_relation_geometry needs an ITM head with a relation classifier and "
-                "itm_node_position"
-            )
-        if self.itm_concept_count and not (
-            self.itm_weight > 0
-            and self.itm_concept_weight > 0
-            and any(v is not None for v in number_values(self.itm_concept_vocab))
-        ):
-            bad(
-                "itm_concept_count needs an ITM head with a concept classifier whose "
-                f"itm_concept_vocab has a number word, got {list(self.itm_concept_vocab)}"
-            )
-        if self.itm_relation_mentions not in RELATION_MENTIONS:
-            bad(
-                f"itm_relation_mentions must be one of {RELATION_MENTIONS}, "
-                f"got {self.itm_relation_mentions!r}"
-            )
+        for name in ("itm_mlm_mask_rate", "itm_mlm_image_dropout", "itm_mlm_content_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                bad(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.itm_mlm_copies < 1:
+            bad(f"itm_mlm_copies must be >= 1, got {self.itm_mlm_copies}")
+        if self.itm_mlm_score_words < 1:
+            bad(f"itm_mlm_score_words must be >= 1, got {self.itm_mlm_score_words}")
         uses_snn = self.mode != "gat_only"
         if self.cl_weight > 0:
             if not uses_snn:
@@ -306,8 +282,6 @@ class GSHNConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["snn_hidden"] = list(self.snn_hidden)
-        d["itm_relation_vocab"] = list(self.itm_relation_vocab)
-        d["itm_concept_vocab"] = list(self.itm_concept_vocab)
         d["neuron"] = self.neuron.to_dict()
         return d
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -35,17 +35,20 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_dense_batch
 
 from neurogshn.errors import CheckpointError, ConfigError
-from neurogshn.model.config import LEGACY_ITM_FIELDS, GSHNConfig, config_from_name
+from neurogshn.model.config import (
+    LEGACY_ITM_FIELDS,
+    REMOVED_OPTIONS,
+    GSHNConfig,
+    config_from_name,
+    removed_options,
+)
 from neurogshn.model.fusion import GraphPooling, HybridFusion, SpikeReadout
 from neurogshn.model.gat import GATStage
+from neurogshn.model.mlm import CaptionWord, TokenStatistics, caption_words, masked_captions
 from neurogshn.model.spiking import SpikingEncoder
 from neurogshn.model.text import TextEncoder, TextEncoding
-from neurogshn.model.text_prior import MaskedTextPrior
 from neurogshn.utils.io import atomic_path, write_json_atomic
 from neurogshn.utils.runtime import resolve_device
-
-if TYPE_CHECKING:
-    from neurogshn.losses.relation import MaskedLogits
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +207,8 @@ class GSHN(nn.Module):
                 c.max_logit_scale,
             )
         if c.itm_weight > 0:
-            relations = len(c.itm_relation_vocab) if c.itm_relation_weight > 0 else 0
-            concepts = len(c.itm_concept_vocab) if c.itm_concept_weight > 0 else 0
-            # the "no relation" class is the classifier's last; the text prior predicts what a
-            # caption states, always a relation of the vocabulary
-            classifier_relations = relations + int(relations > 0 and c.itm_relation_none)
+            mlm = c.itm_mlm_weight > 0
+            te = self.text_encoder
             self.itm_head = ITMHead(
                 c.embed_dim,
                 c.itm_heads,
@@ -218,14 +218,12 @@ class GSHN(nn.Module):
                 self_attention=c.itm_self_attention,
                 token_position=c.itm_token_position,
                 max_tokens=c.text_max_length,
-                relation_classes=classifier_relations,
                 attention_sink=c.itm_attention_sink,
-                concept_classes=concepts,
-                relation_geometry=c.itm_relation_geometry,
-                concept_count=c.itm_concept_count,
+                vocab_size=te.word_embeddings.shape[0] if mlm else 0,
+                word_dim=te.word_embeddings.shape[1] if mlm else 0,
             )
-            if c.itm_text_prior:
-                self.text_prior = MaskedTextPrior(c.embed_dim, relations, concepts)
+            if mlm:
+                self.token_statistics = TokenStatistics(te.word_embeddings.shape[0])
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -326,15 +324,28 @@ class GSHN(nn.Module):
     def itm_scores(
         self, image: ImageEncoding, text: TextEncoding, texts: list[str] | None = None
     ) -> Tensor:
-        r"""ITM match scores ``logit[match] - logit[no match]`` of the pairs (image ``i``,
-        text ``i``) of two encodings of the same length ``B`` (needs ``itm_weight > 0``).
-        With the raw ``texts`` and a relation classifier (``itm_relation_weight > 0``) the
-        :meth:`relation_scores` are added, and with a concept classifier (``itm_concept_vocab``)
-        the :meth:`concept_scores`.
+        r"""Match scores of the pairs (image ``i``, text ``i``) of two encodings of the same
+        length ``B`` (needs ``itm_weight > 0``):
+
+        .. math::
+            s = \text{logit}_{match} - \text{logit}_{no\,match}
+                + \lambda\,\overline{\mathrm{PMI}}
+
+        the second term only with the raw ``texts``, a masked-token head
+        (``itm_mlm_weight > 0``) and :math:`\lambda` = ``itm_mlm_score_weight`` > 0: the mean
+        over the text's content words of their image-conditioned pointwise mutual information
+        (:meth:`mlm_evidence`, :mod:`neurogshn.model.mlm`).
 
         Shapes:
             returns ``B``.
         """
+        score = self._itm_logit_scores(image, text)
+        weight = self.config.itm_mlm_score_weight
+        if texts is not None and weight > 0 and self.has_token_head:
+            score = score + weight * self.mlm_evidence(image, texts)[:, 0]
+        return score
+
+    def _itm_logit_scores(self, image: ImageEncoding, text: TextEncoding) -> Tensor:
         if not hasattr(self, "itm_head"):
             raise ConfigError("this model has no ITM head (itm_weight=0); use match_scores")
         if image.num_graphs != text.text_embeds.shape[0]:
@@ -343,109 +354,163 @@ class GSHN(nn.Module):
                 "(image i, text i)"
             )
         nodes, node_mask, pos = _dense_inputs(image)
-        score = self.itm_head.score(text.token_embeds, text.attention_mask, nodes, node_mask, pos)
-        if texts is not None and self.itm_head.relation_head is not None:
-            score = score + self.relation_scores(image, texts)
-        if texts is not None and self.itm_head.concept_head is not None:
-            score = score + self.concept_scores(image, texts)
-        return score
+        return self.itm_head.score(text.token_embeds, text.attention_mask, nodes, node_mask, pos)
 
-    def relation_scores(self, image: ImageEncoding, texts: list[str]) -> Tensor:
-        r"""Log-probability of the relation each text states, given its image, by masked
-        relation prediction (:mod:`neurogshn.losses.relation`): :math:`\log p(r_i \mid
-        \text{image}_i, \text{text}_i \text{ with } r_i \text{ masked})`; 0 for a text that
-        states no relation of ``itm_relation_vocab``. With ``itm_relation_mentions="all"``
-        the sum of that log-probability over every relation the text states (each masked in
-        turn), else the first relation's alone. With ``itm_text_prior`` each term is the
-        pointwise mutual information :math:`\log p(r_i \mid \ldots) - \log q(r_i \mid
-        \text{text}_i \text{ with } r_i \text{ masked})` (:mod:`neurogshn.model.text_prior`).
-
-        Shapes:
-            returns ``B`` (pairs (image ``i``, text ``i``)).
-        """
-        return _sum_stated(image, len(texts), self._relation_log_probs(image, texts))
-
-    def concept_scores(self, image: ImageEncoding, texts: list[str]) -> Tensor:
-        r"""Sum over the concept phrases each text states (``itm_concept_vocab``, each masked
-        in turn) of :math:`\log p(c \mid \text{image}_i, \text{text}_i \text{ with } c
-        \text{ masked})` (:func:`~neurogshn.losses.relation.masked_concept_logits`); 0 for a
-        text that states none. With ``itm_text_prior`` each term less the log of its
-        text-only prior, as in :meth:`relation_scores`.
-
-        Shapes:
-            returns ``B`` (pairs (image ``i``, text ``i``)).
-        """
-        from neurogshn.losses.relation import masked_concept_logits
-
+    @property
+    def has_token_head(self) -> bool:
+        """Whether the model has the masked-token head (``itm_mlm_weight > 0``)."""
         head = getattr(self, "itm_head", None)
-        if head is None or head.concept_head is None:
-            raise ConfigError("this model has no concept classifier (empty itm_concept_vocab)")
+        return head is not None and head.token_head is not None
+
+    def fit_token_statistics(self, captions: list[str]) -> None:
+        """Count the document frequency of each token over ``captions`` (the training
+        captions): it decides which words masked language modelling masks most and which
+        words the match score reads (:class:`~neurogshn.model.mlm.TokenStatistics`)."""
+        if not hasattr(self, "token_statistics"):
+            raise ConfigError("this model has no masked-token head (itm_mlm_weight=0)")
+        te = self.text_encoder
+        self.token_statistics.fit(te.tokenizer, captions, te.max_length)
+
+    def content_words(self, texts: list[str]) -> list[list[CaptionWord]]:
+        """Per text, the words the match score reads: those in at most
+        ``itm_mlm_content_fraction`` of the training captions, the ``itm_mlm_score_words``
+        of highest inverse document frequency, in caption order."""
+        c = self.config
+        te = self.text_encoder
+        stats = self.token_statistics
+        out = []
+        all_words = caption_words(te.tokenizer, texts, te.max_length)
+        flat = stats.word_stats([w for words in all_words for w in words])
+        for text, words in zip(texts, all_words, strict=True):
+            here, flat = flat[: len(words)], flat[len(words) :]
+            kept = [
+                (weight, k, w)
+                for k, (w, (weight, fraction)) in enumerate(zip(words, here, strict=True))
+                if fraction <= c.itm_mlm_content_fraction
+                and any(ch.isalnum() for ch in text[w.start : w.end])
+            ]
+            best = sorted(kept, key=lambda t: (-t[0], t[1]))[: c.itm_mlm_score_words]
+            out.append([w for _, _, w in sorted(best, key=lambda t: t[1])])
+        return out
+
+    def word_pmi(self, image: ImageEncoding, texts: list[str]) -> tuple[Tensor, Tensor]:
+        r"""Image-conditioned pointwise mutual information of each content word
+        (:meth:`content_words`) of each text, masked in turn: :math:`\log p(w \mid
+        \text{image}_i, t_i \setminus w) - \log q(w \mid t_i \setminus w)`, the
+        log-probabilities summed over the word's pieces, ``q`` read with the null image.
+
+        Shapes:
+            returns the PMI ``W`` and the text index ``W`` of each word.
+        """
+        if not self.has_token_head:
+            raise ConfigError("this model has no masked-token head (itm_mlm_weight=0)")
+        te, head = self.text_encoder, self.itm_head
+        groups = [[[w] for w in words] for words in self.content_words(texts)]
+        masked = masked_captions(te.tokenizer, texts, groups, te.max_length, self.device)
+        if not len(masked):
+            empty = image.image_embeds.new_zeros(0)
+            return empty, empty.long()
+        # each distinct masked text through the text encoder once (a caption scored against
+        # many images, as in re-ranking, repeats them)
+        first: dict[str, int] = {}
+        text_row = [first.setdefault(t, len(first)) for t in masked.texts]
+        first_rows = [text_row.index(k) for k in range(len(first))]
+        enc = te(list(first))
+        text_row_t = torch.tensor(text_row, device=self.device)
         nodes, node_mask, pos = _dense_inputs(image)
-        return _sum_stated(
-            image, len(texts), masked_concept_logits(self, texts, nodes, node_mask, pos)
+        rows = masked.rows
+        states = head.token_states(
+            enc.token_embeds[text_row_t],
+            enc.attention_mask[text_row_t],
+            nodes[rows],
+            node_mask[rows],
+            None if pos is None else pos[rows],
         )
+        embeddings = te.word_embeddings
+        log_p = head.token_head.log_prob(
+            states[masked.piece_row, masked.piece_index], embeddings, masked.targets
+        )
+        # the text-only prior depends on the masked text alone: once per distinct text, whose
+        # pieces sit where they sit in every row of that text
+        null_nodes, null_mask, null_pos = head.null_nodes(len(first), pos is not None)
+        prior_states = head.token_states(
+            enc.token_embeds, enc.attention_mask, null_nodes, null_mask, null_pos
+        )
+        first_row = torch.tensor(first_rows, dtype=torch.long, device=rows.device)
+        counts = torch.bincount(masked.piece_row, minlength=len(masked))
+        starts = torch.cumsum(counts, 0) - counts
+        within = torch.arange(len(masked.piece_row), device=rows.device) - starts[masked.piece_row]
+        # the pieces of each distinct text, taken from its first row
+        own = masked.piece_row == first_row[text_row_t[masked.piece_row]]
+        log_q_own = head.token_head.log_prob(
+            prior_states[text_row_t[masked.piece_row[own]], masked.piece_index[own]],
+            embeddings,
+            masked.targets[own],
+        )
+        position = torch.full_like(masked.piece_row, -1)
+        position[own] = torch.arange(int(own.sum()), device=rows.device)
+        src = starts[first_row[text_row_t[masked.piece_row]]] + within
+        log_q = log_q_own[position[src]]
+        pmi_piece = log_p - log_q
+        pmi = pmi_piece.new_zeros(masked.num_words).index_add(0, masked.piece_word, pmi_piece)
+        word_text = torch.zeros(masked.num_words, dtype=torch.long, device=rows.device)
+        word_text[masked.piece_word] = rows[masked.piece_row]
+        return pmi, word_text
 
-    def _relation_log_probs(
-        self, image: ImageEncoding, texts: list[str], mentions: str | None = None
-    ) -> MaskedLogits | None:
-        """Masked relation prediction of the relations the texts state (see
-        :func:`~neurogshn.losses.relation.masked_relation_logits`; a row appears once per
-        masked relation, as ``mentions`` or ``itm_relation_mentions`` say)."""
-        from neurogshn.losses.relation import masked_relation_logits
+    #: Columns of :meth:`mlm_evidence`.
+    MLM_EVIDENCE = ("pmi_mean", "pmi_sum", "pmi_min", "pmi_max", "words")
 
-        head = getattr(self, "itm_head", None)
-        if head is None or head.relation_head is None:
-            raise ConfigError("this model has no relation classifier (itm_relation_weight=0)")
-        nodes, node_mask, pos = _dense_inputs(image)
-        return masked_relation_logits(self, texts, nodes, node_mask, pos, mentions)
+    def mlm_evidence(self, image: ImageEncoding, texts: list[str]) -> Tensor:
+        """Per pair (image ``i``, text ``i``), summaries of :meth:`word_pmi` over the text's
+        content words: mean, sum, min, max and the number of words (all 0 for a text with
+        none; columns :attr:`MLM_EVIDENCE`).
+
+        Shapes:
+            returns ``B×5``.
+        """
+        pmi, word_text = self.word_pmi(image, texts)
+        b = len(texts)
+        out = image.image_embeds.new_zeros(b, len(self.MLM_EVIDENCE))
+        if pmi.numel() == 0:
+            return out
+        pmi = pmi.to(out.dtype)
+        count = out.new_zeros(b).index_add(0, word_text, torch.ones_like(pmi))
+        total = out.new_zeros(b).index_add(0, word_text, pmi)
+        inf = torch.full((b,), float("inf"), dtype=out.dtype, device=out.device)
+        low = inf.scatter_reduce(0, word_text, pmi, "amin")
+        high = (-inf).scatter_reduce(0, word_text, pmi, "amax")
+        has = count > 0
+        out[:, 0] = torch.where(has, total / count.clamp_min(1.0), 0.0)
+        out[:, 1] = total
+        out[:, 2] = torch.where(has, low, 0.0)
+        out[:, 3] = torch.where(has, high, 0.0)
+        out[:, 4] = count
+        return out
 
     @property
     def evidence_size(self) -> int:
         """Features per pair of :meth:`match_evidence` (0 without an ITM head)."""
-        head = getattr(self, "itm_head", None)
-        if head is None:
+        if not hasattr(self, "itm_head"):
             return 0
-        if head.relation_head is None:
-            return 1
-        return 3 + len(self.config.itm_relation_vocab) + head.relation_head.out_features
+        return 1 + (len(self.MLM_EVIDENCE) if self.has_token_head else 0)
 
     def match_evidence(self, image: ImageEncoding, text: TextEncoding, texts: list[str]) -> Tensor:
         r"""What the pretrained ITM head says about each pair (image ``i``, text ``i``), as
-        input features for task heads:
-
-        .. math::
-            e = [\,s,\ h,\ \log p(r_\text{stated}),\ \log p(\cdot)\ (R),\
-            \mathrm{onehot}(r_\text{stated})\ (R)\,]
-
-        with ``s`` the ITM match score (:meth:`itm_scores` without the relation term), ``h``
-        1 when the text states a relation of ``itm_relation_vocab`` (then the next ``1 + 2R``
-        entries come from masked relation prediction of its first relation, whatever
-        ``itm_relation_mentions`` says, so that the width is fixed; log-probabilities clamped
-        at -20; else they are 0; with ``itm_relation_none`` :math:`\log p(\cdot)` has a
-        last entry, no relation). Without a relation classifier only ``s`` is returned.
+        input features for task heads: the ITM logit difference and, with a masked-token
+        head, :meth:`mlm_evidence` (the PMI of the text's content words, in any wording).
 
         Why: a yes/no question or a statement such as "is the red cube left of the ball?"
-        is answered by comparing where two named objects are, which pretraining taught the
-        relation classifier (docs/model.md, "Relational matching") and which a task head
-        trained from the answer alone did not learn (VQA relation questions at chance).
+        is answered by whether the image makes its words likely, which masked language
+        modelling taught the cross-encoder and a task head trained from the answer alone
+        does not learn.
 
         Shapes:
             returns ``B×evidence_size``.
         """
-        score = self.itm_scores(image, text)[:, None]
-        if self.itm_head.relation_head is None:
+        score = self._itm_logit_scores(image, text)[:, None]
+        if not self.has_token_head:
             return score
-        r = len(self.config.itm_relation_vocab)
-        rel = score.new_zeros(score.shape[0], self.evidence_size - 1)
-        found = self._relation_log_probs(image, texts, mentions="first")
-        if found is not None:
-            rows, relation = found.rows, found.targets
-            logp = found.logits.log_softmax(-1).clamp_min(-20.0).to(rel.dtype)
-            onehot = torch.nn.functional.one_hot(relation, r).to(rel.dtype)
-            stated = logp.gather(1, relation[:, None])
-            values = torch.cat([torch.ones_like(stated), stated, logp, onehot], dim=1)
-            rel = rel.index_put((rows,), values)
-        return torch.cat([score, rel], dim=1)
+        return torch.cat([score, self.mlm_evidence(image, texts).to(score.dtype)], dim=1)
 
     def match_scores(self, graphs: Batch | Data, texts: list[str], scorer: str = "auto") -> Tensor:
         r"""Image-text score of each pair (graph ``i``, text ``i``): higher = better match.
@@ -502,7 +567,7 @@ class GSHN(nn.Module):
             overrides: ``GSHNConfig`` fields to change before loading, to continue training
                 a grown model (e.g. ``{"itm_attention_sink": True}``): parameters the changed
                 configuration adds keep their fresh initialisation, and a layer that gains
-                output rows (a classifier that gains classes, e.g. ``itm_relation_none``)
+                output rows (a classifier that gains classes)
                 keeps the file's rows first and fresh ones after them (both are logged); every
                 other tensor of the file must still fit the new model.
 
@@ -524,8 +589,17 @@ class GSHN(nn.Module):
         try:
             raw = json.loads(cfg_path.read_text())
             if isinstance(raw, dict):
-                # written before the ITM head had token positions / a relation classifier:
-                # rebuild it as trained
+                used = removed_options(raw)
+                if used:
+                    raise CheckpointError(
+                        cfg_path,
+                        "was trained with option(s) that neurogshn no longer has: "
+                        + "; ".join(f"{k} ({v})" for k, v in used.items())
+                        + ". They only worked on the embedded benchmark's own words; retrain "
+                        "with the open-vocabulary masked language modelling (itm_mlm_weight)",
+                    )
+                raw = {k: v for k, v in raw.items() if k not in REMOVED_OPTIONS}
+                # written before some ITM-head fields existed: rebuild the head as trained
                 for key, value in LEGACY_ITM_FIELDS.items():
                     raw.setdefault(key, value)
             config = GSHNConfig.from_dict(raw)
@@ -596,19 +670,6 @@ def _dense_inputs(image: ImageEncoding) -> tuple[Tensor, Tensor, Tensor | None]:
     nodes, node_mask = image.dense_nodes()
     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
     return nodes, node_mask, pos
-
-
-def _sum_stated(image: ImageEncoding, size: int, found: MaskedLogits | None) -> Tensor:
-    """Per text, the sum over its masked phrases (a row may repeat) of the log-probability of
-    the stated class, less that of the text prior when there is one; 0 for a text with none."""
-    out = image.image_embeds.new_zeros(size)
-    if found is None:
-        return out
-    stated = found.targets[:, None]
-    chosen = found.logits.log_softmax(-1).gather(1, stated).squeeze(1)
-    if found.prior_logits is not None:
-        chosen = chosen - found.prior_logits.log_softmax(-1).gather(1, stated).squeeze(1)
-    return out.index_put((found.rows,), chosen.to(out.dtype), accumulate=True)
 
 
 def load_safetensors_checked(path: Path) -> dict[str, Tensor]:

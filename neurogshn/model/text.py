@@ -199,9 +199,14 @@ class TextEncoder(nn.Module):
                 m.train(w)
         return out  # type: ignore[return-value]
 
-    def frozen_states(self, texts: Sequence[str]) -> list[_CacheEntry]:
-        """Memoised frozen-part outputs of ``texts`` (computing the missing ones)."""
+    def frozen_states(self, texts: Sequence[str], cache: bool = True) -> list[_CacheEntry]:
+        """Memoised frozen-part outputs of ``texts`` (computing the missing ones; with
+        ``cache=False`` those are not memoised, e.g. the randomly masked captions of masked
+        language modelling, which rarely repeat)."""
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing and not cache:
+            fresh = dict(zip(missing, self._encode_frozen(missing), strict=True))
+            return [self._cache[t] if t in self._cache else fresh[t] for t in texts]
         if missing:
             for text, entry in zip(missing, self._encode_frozen(missing), strict=True):
                 self._cache[text] = entry
@@ -233,22 +238,19 @@ class TextEncoder(nn.Module):
         """The tokenizer's mask token (``[MASK]`` for MiniLM)."""
         return str(self.tokenizer.mask_token)
 
-    def mask_positions(self, texts: Sequence[str]) -> list[int]:
-        """Index of the first mask token of each text in :meth:`forward`'s token rows (``-1``
-        when the text has none, or it was truncated away)."""
-        if not texts:
-            return []
-        mask_id = self.tokenizer.mask_token_id
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
-        return [ids.index(mask_id) if mask_id in ids else -1 for ids in enc["input_ids"]]
+    @property
+    def word_embeddings(self) -> Tensor:
+        """The transformer's (frozen) input word-embedding matrix ``V×H``; masked language
+        modelling ties its output layer to it (:mod:`neurogshn.model.mlm`)."""
+        return self.backbone.get_input_embeddings().weight
 
     # ------------------------------------------------------------------ forward
-    def forward(self, texts: Sequence[str]) -> TextEncoding:
+    def forward(self, texts: Sequence[str], cache: bool = True) -> TextEncoding:
         if isinstance(texts, str):
             raise TypeError("encode_text expects a list of strings, got a single string")
         device = self.token_proj.weight.device
         dtype = self.token_proj.weight.dtype
-        entries = self.frozen_states(list(texts))
+        entries = self.frozen_states(list(texts), cache=cache)
         b = len(entries)
         length = max((e.hidden.shape[0] for e in entries), default=1)
         h = torch.zeros(b, length, self.hidden_size, dtype=dtype)

@@ -81,20 +81,27 @@ def graph_getter(graphs: Any) -> tuple[Any, Any]:
     return graphs.get_by_image_id, ids.__contains__
 
 
-def _scene_facts(coco: Any, graphs: Any, max_images: int | None, notes: list[str]) -> Any:
-    """The facts of the images retrieval will evaluate, or ``None`` (with a note) when the
-    data set is not in the benchmark's vocabulary."""
-    from neurogshn.data.facts import load_scene_facts, statement_problem
+def retrieval_diagnostics(
+    root: str | Path, split: str, coco: Any, graphs: Any, max_images: int | None, notes: list[str]
+) -> Any:
+    """The diagnostics object of the images and captions retrieval will evaluate, or ``None``.
 
+    ``None`` without a note when the data set declares no benchmark
+    (:func:`~neurogshn.data.diagnostics.diagnostics_for`): such a data set has no oracle, and
+    nothing about one is reported. ``None`` with a note when it declares one whose oracle
+    cannot judge these captions or images (the diagnostics' ``problem``).
+    """
+    from neurogshn.data.diagnostics import diagnostics_for
+
+    diagnostics = diagnostics_for(root, split, dataset=coco)
+    if diagnostics is None:
+        return None
     ids = [int(i) for i in graphs.image_ids if coco.captions.get(int(i))][:max_images]
-    problem = statement_problem(c for i in ids for c in coco.captions[i])
-    if problem is None:
-        try:
-            return load_scene_facts(coco, ids)  # checks the vocabulary first (JSON only)
-        except DataError as exc:
-            problem = exc.problem
-    notes.append(f"caption oracle omitted: {problem}")
-    return None
+    problem = diagnostics.problem([c for i in ids for c in coco.captions[i]], ids)
+    if problem is not None:
+        notes.append(f"caption oracle omitted: {problem}")
+        return None
+    return diagnostics
 
 
 #: candidates per query that ``evaluate --task retrieval`` re-ranks with the ITM head
@@ -119,6 +126,8 @@ def evaluate_checkpoint(
     oracle: bool = True,
     pool_norm: float = 0.0,
     itc_weight: float | None = None,
+    score_weight: float | None = None,
+    rerank_word_evidence: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task`` / ``split`` of the data set at ``data``.
 
@@ -140,17 +149,23 @@ def evaluate_checkpoint(
         rerank: retrieval only: re-rank each query's ``K`` best ITC candidates with the ITM
             head (:func:`~neurogshn.tasks.retrieval.itm_rerank`); ``None``:
             :data:`DEFAULT_RERANK` when the checkpoint has an ITM head, else 0; ``0``: ITC only.
-        oracle: retrieval only: when the data set is in the benchmark's vocabulary (object
-            attributes in the panoptic JSON, captions in the benchmark's language), also
-            report what its captions allow (``*_oracle``, ``ambiguous_caption_frac``) and
-            ``*_true@1`` (see :func:`~neurogshn.tasks.retrieval.evaluate_retrieval`);
-            otherwise a note says why not.
+        oracle: retrieval only: when the data set declares a benchmark with a truth oracle
+            (:func:`~neurogshn.data.diagnostics.diagnostics_for`), also report what its
+            captions allow (``*_oracle``, ``ambiguous_caption_frac``), ``*_true@1`` and
+            ``*_false@1_<reason>`` (see :func:`~neurogshn.tasks.retrieval.evaluate_retrieval`);
+            a note says so when the oracle cannot judge the split. Any other data set gets
+            the plain figures.
         pool_norm: retrieval only: ``β > 0`` adds the transductive image→text figures
             ``i2t_R@K_poolnorm`` (:func:`~neurogshn.tasks.retrieval.pool_normalize_i2t`);
             needs re-ranking.
         itc_weight: retrieval only: ``w`` of the fused score ``ITM + w · τ⁻¹ · cos`` used by
             re-ranking, the pool count and the hard-negative diagnostics; ``None``:
             :data:`~neurogshn.tasks.retrieval.FUSED_ITC_WEIGHT`.
+        score_weight: retrieval only: ``itm_mlm_score_weight`` of the ITM score (the weight
+            of the masked-LM word evidence; :meth:`~neurogshn.model.gshn.GSHN.itm_scores`);
+            ``None``: the checkpoint's.
+        rerank_word_evidence: retrieval only: re-rank with the word evidence too (see
+            :func:`~neurogshn.tasks.retrieval.evaluate_retrieval`; slow on a CPU).
     """
     from neurogshn.utils.runtime import resolve_device
 
@@ -171,6 +186,7 @@ def evaluate_checkpoint(
 
     if task == "retrieval":
         from neurogshn.data.coco import CocoPanopticDataset
+        from neurogshn.data.diagnostics import declared_benchmark
         from neurogshn.model.gshn import GSHN
         from neurogshn.tasks.retrieval import (
             FUSED_ITC_WEIGHT,
@@ -179,6 +195,12 @@ def evaluate_checkpoint(
         )
 
         model = GSHN.from_pretrained(ckpt, device=dev)
+        if score_weight is not None:
+            if not score_weight >= 0:
+                raise ConfigError(
+                    f"the score weight (--score-weight {score_weight:g}) must be >= 0"
+                )
+            model.config = model.config.replace(itm_mlm_score_weight=score_weight)
         if rerank is None:
             rerank = DEFAULT_RERANK if getattr(model, "itm_head", None) is not None else 0
         if pool_norm < 0 or (pool_norm > 0 and not rerank):
@@ -206,10 +228,10 @@ def evaluate_checkpoint(
             hn = Path(hard_negatives)
         else:
             notes.append("hard-negative diagnostics omitted (not requested)")
-        facts = None
+        diagnostics = None
         if oracle:
-            facts = _scene_facts(coco, graphs, max_images, notes)
-        else:
+            diagnostics = retrieval_diagnostics(root, split, coco, graphs, max_images, notes)
+        elif declared_benchmark(root) is not None:
             notes.append("caption oracle omitted (not requested)")
         metrics = evaluate_retrieval(
             model,
@@ -219,11 +241,12 @@ def evaluate_checkpoint(
             batch_size=batch_size,
             max_images=max_images,
             rerank=rerank,
-            scene_facts=facts,
+            diagnostics=diagnostics,
             pool_norm=pool_norm,
             itc_weight=itc_weight,
+            rerank_word_evidence=rerank_word_evidence,
         )
-        if facts is not None:
+        if diagnostics is not None:
             notes.append(
                 "*_oracle: expected recall of a perfect reader of the captions (true pairs "
                 "first, in random order; *_oracle_specific: captions true of fewer images "
@@ -236,6 +259,12 @@ def evaluate_checkpoint(
             notes.append(
                 f"R@K re-ranked: the {rerank} best ITC candidates of each query by ITM + "
                 f"{itc_weight:g} x ITC logit (ITC-only figures: *_itc)"
+                + (
+                    ""
+                    if rerank_word_evidence or not getattr(model, "has_token_head", False)
+                    else "; ITM = the match logits, without the word evidence "
+                    "(--rerank-word-evidence adds it)"
+                )
             )
         if pool_norm:
             notes.append(
@@ -243,7 +272,7 @@ def evaluate_checkpoint(
                 "+ number of evaluated images a caption matches by ITM); transductive (uses the "
                 "other test images), not comparable with the per-query i2t_R@K"
             )
-        if "relational_acc_fused" in metrics:
+        if any(key.endswith("_acc_fused") for key in metrics):
             notes.append(
                 f"hard negatives scored by ITM + {itc_weight:g} x ITC logit (ITM alone: "
                 "*_acc_itm, cosine alone: *_acc_itc)"

@@ -44,7 +44,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from neurogshn.data.logic import pair_statement_kind
 from neurogshn.errors import CheckpointError, ConfigError, DataError
 from neurogshn.tasks.finetune_state import (
     HEAD_WEIGHTS_FILE,
@@ -83,8 +82,9 @@ class TaskExample:
         image_ids: the image(s) (two for NLVR2: left, right).
         text: question or statement.
         label: index into the task's label vocabulary.
-        group: reporting group (VQA question type; NLVR2 statement form,
-            :func:`neurogshn.data.logic.pair_statement_kind`; ``None`` otherwise).
+        group: reporting group: the item's ``type`` field where the task file gives one (VQA
+            question type, NLVR2 statement form); ``None`` otherwise (VE, and items without a
+            type, which are reported together, in the overall accuracy only).
         answer: the reference answer / label as text (kept for answers outside the head's
             vocabulary, whose ``label`` is ``-1``: they always count as wrong).
     """
@@ -249,7 +249,10 @@ def load_task_examples(
                 continue
             answer, text = str(item["label"]), item["statement"]
             images = (item["left_image_id"], item["right_image_id"])
-            group, ident = pair_statement_kind(str(text)), item["id"]
+            group, ident = item.get("type"), item["id"]
+            if group is not None and not isinstance(group, str):
+                bad(f"item {n}: type must be text or null, got {group!r}")
+                continue
         if answer not in index and labels is None:
             bad(f"item {n}: answer {answer!r} is not in the label vocabulary")
             continue

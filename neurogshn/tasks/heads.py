@@ -32,10 +32,11 @@ model knows:
   integer bins by :func:`count_bins` (``φ``). Softmax attention is normalised over the nodes
   and cannot say how many segments a phrase names; these gates are not.
 - ``e`` (``evidence_dim`` > 0): the backbone's ITM evidence for the pair
-  (:meth:`~neurogshn.model.gshn.GSHN.match_evidence`: the match score and masked relation
-  prediction's distribution over the relation the text states). Pretraining taught the ITM
-  head to compare where two named objects are; a head trained on answers alone does not learn
-  it (VQA relation questions at chance, docs/results.md).
+  (:meth:`~neurogshn.model.gshn.GSHN.match_evidence`: the match score and the pointwise
+  mutual information of the text's content words under image-conditioned masked language
+  modelling). Pretraining taught the cross-encoder whether the image makes each word of a
+  text likely, in any wording; a head trained on answers alone does not learn that (VQA
+  relation questions at chance, docs/results.md).
 
 VQA and VE classify ``f`` with an MLP over the answer / label vocabulary; NLVR2 concatenates
 ``f`` of the left and right image with the same statement and classifies into {False, True}.
@@ -81,8 +82,8 @@ class TaskHeadConfig:
             taken from that head), as BLIP/ALBEF start their VQA encoder from the ITM-trained
             one. Only the construction differs: a saved head loads its own weights.
         evidence_dim: features per image slot from the backbone's pretrained ITM head
-            (:meth:`~neurogshn.model.gshn.GSHN.match_evidence`: match score and masked
-            relation prediction), appended to the fused feature; ``0``: none.
+            (:meth:`~neurogshn.model.gshn.GSHN.match_evidence`: match score and word
+            PMI summaries), appended to the fused feature; ``0``: none.
         count_heads: soft-count readouts appended to the fused feature (module docstring);
             ``0``: none.
     """

@@ -2,7 +2,7 @@ r"""Evaluation metrics for the downstream tasks: pure functions on tensors / arr
 
 Every function returns a ``dict[str, float]`` whose keys name the direction, the cut-off and
 the task, so that tables and JSON files are self-describing (``i2t_R@1``, ``t2i_R@5``,
-``rsum``, ``relational_acc``, ``vqa_acc``, ``vqa_acc_color``, ``ve_acc_entailment`` …).
+``rsum``, ``relation_swap_acc``, ``vqa_acc``, ``vqa_acc_color``, ``ve_acc_entailment`` …).
 Accuracies and recalls are fractions in ``[0, 1]`` (tables print them as percentages).
 
 Retrieval protocol (the standard one of COCO/Flickr30k image-text retrieval, several captions
@@ -37,17 +37,6 @@ import torch
 from torch import Tensor
 
 RECALL_KS: tuple[int, ...] = (1, 5, 10)
-
-#: Hard-negative kinds of the task file (``hard_negatives_{split}.json``) → metric name.
-HARD_NEGATIVE_KINDS: dict[str, str] = {
-    "relation_swap": "relational_acc",
-    "attribute_swap": "attribute_acc",
-    "object_replace": "object_acc",
-    "size_flip": "size_acc",
-    "count_flip": "count_acc",
-    "stuff_replace": "stuff_acc",
-    "unrelated_pair": "unrelated_acc",
-}
 
 
 def _as_tensor(x: Any, dtype: torch.dtype | None = None) -> Tensor:
@@ -374,14 +363,13 @@ def hard_negative_metrics(
     Args:
         positive_scores: score of the true caption, one per triple.
         negative_scores: score of the negative caption, one per triple.
-        kinds: kind of each triple: ``relation_swap``, ``attribute_swap``,
-            ``object_replace``, ``size_flip``, ``count_flip``, ``stuff_replace`` or
-            ``unrelated_pair`` (other names are reported as ``<kind>_acc``).
+        kinds: kind of each triple, as the hard-negatives file names it
+            (``relation_swap``, ``attribute_swap`` … or any name of a user's file).
 
     Returns:
-        ``relational_acc``, ``attribute_acc``, ``object_acc``, ``size_acc``, ``count_acc``,
-        ``stuff_acc``, ``unrelated_acc`` (for the kinds present) with
-        their counts ``relational_n`` …, and ``hard_negative_acc`` over all triples.
+        ``<kind>_acc`` and its count ``<kind>_n`` for each kind present, in order of first
+        appearance (``relation_swap_acc``, ``relation_swap_n`` …), and
+        ``hard_negative_acc`` over all triples.
     """
     pos = _as_tensor(positive_scores).to(torch.float64).reshape(-1)
     neg = _as_tensor(negative_scores).to(torch.float64).reshape(-1)
@@ -393,12 +381,27 @@ def hard_negative_metrics(
     out: dict[str, float] = {}
     for kind in dict.fromkeys(kinds):
         idx = torch.tensor([i for i, k in enumerate(kinds) if k == kind], dtype=torch.long)
-        name = HARD_NEGATIVE_KINDS.get(kind, f"{kind}_acc")
-        out[name] = pairwise_accuracy(pos[idx], neg[idx])
-        out[name[: -len("_acc")] + "_n"] = float(idx.numel())
+        out[f"{kind}_acc"] = pairwise_accuracy(pos[idx], neg[idx])
+        out[f"{kind}_n"] = float(idx.numel())
     if kinds:
         out["hard_negative_acc"] = pairwise_accuracy(pos, neg)
     return out
+
+
+def hard_negative_kinds(metrics: Mapping[str, float]) -> list[str]:
+    """The kinds of hard negative whose accuracy ``metrics`` report, in their order.
+
+    A kind is recognised by the pair of keys :func:`hard_negative_metrics` writes for it,
+    ``<kind>_acc`` and ``<kind>_n`` (so scorer and control variants such as
+    ``<kind>_acc_itm`` and the overall ``hard_negative_acc`` are not kinds).
+    """
+    return [
+        key[: -len("_acc")]
+        for key in metrics
+        if key.endswith("_acc")
+        and key != "hard_negative_acc"
+        and f"{key[: -len('_acc')]}_n" in metrics
+    ]
 
 
 def grouped_accuracy(

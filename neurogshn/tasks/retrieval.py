@@ -4,8 +4,11 @@ r"""Image-text retrieval evaluation (zero-shot or fine-tuned) on any COCO-format
 no gradients, in batches), scores all image-caption pairs by the cosine of their embeddings
 (:math:`s(i, c) = \hat v_i^\top \hat t_c`, both L2-normalised by the model) and computes the
 metrics of :mod:`neurogshn.tasks.metrics`: recall@K both ways in the several-captions-per-image
-protocol, ``rsum``, median ranks, and, when a hard-negatives file is given, the relational,
-attribute-binding and object-replacement accuracies (true caption vs its twin, same image).
+protocol, ``rsum``, median ranks, and, when a hard-negatives file is given, one accuracy per
+kind of negative the file has (``<kind>_acc``: true caption vs its altered twin, same image).
+Figures that need a truth oracle (what the captions allow, why a first candidate is false)
+come from a data set's declared diagnostics object
+(:func:`neurogshn.data.diagnostics.diagnostics_for`), never from knowledge of a benchmark.
 
 Nothing here depends on how the model was trained: calling it straight after pretraining is
 the zero-shot retrieval path.
@@ -22,10 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from neurogshn.data.logic import FALSE_REASONS, SceneFacts, truth_matrix, why_false
+from neurogshn.data.tasks import item_negatives
 from neurogshn.errors import DataError
 from neurogshn.tasks.metrics import (
-    HARD_NEGATIVE_KINDS,
+    hard_negative_kinds,
     hard_negative_metrics,
     recall_given_truth,
     retrieval_metrics,
@@ -43,7 +46,7 @@ class HardNegativeTriple:
         image_id: the image.
         caption: the true caption.
         negative: the altered caption.
-        kind: ``relation_swap``, ``attribute_swap`` or ``object_replace``.
+        kind: the kind of negative, as the hard-negatives file names it (``relation_swap`` …).
     """
 
     image_id: int
@@ -127,8 +130,9 @@ def hard_negative_triples(
     """Expand hard-negative items into triples, one per non-null negative.
 
     Args:
-        items: dicts or objects with ``image_id``, ``caption`` and the optional negatives
-            ``relation_swap``, ``attribute_swap``, ``object_replace``.
+        items: :class:`~neurogshn.data.tasks.HardNegativeItem` objects, or dicts with
+            ``image_id``, ``caption`` and one field per kind of negative (text or ``None``;
+            see :func:`~neurogshn.data.tasks.item_negatives`).
         image_ids: keep only these images (the ones being evaluated); ``None`` keeps all.
     """
     keep = None if image_ids is None else set(int(i) for i in image_ids)
@@ -138,10 +142,8 @@ def hard_negative_triples(
         if keep is not None and image_id not in keep:
             continue
         caption = _field(item, "caption")
-        for kind in HARD_NEGATIVE_KINDS:
-            negative = _field(item, kind)
-            if negative:
-                triples.append(HardNegativeTriple(image_id, str(caption), str(negative), kind))
+        for kind, negative in item_negatives(item).items():
+            triples.append(HardNegativeTriple(image_id, str(caption), negative, kind))
     return triples
 
 
@@ -160,9 +162,10 @@ def evaluate_retrieval(
     max_images: int | None = None,
     hard_negative_scorer: str = "auto",
     rerank: int = 0,
-    scene_facts: Mapping[int, SceneFacts] | None = None,
+    diagnostics: Any = None,
     pool_norm: float = 0.0,
     itc_weight: float = FUSED_ITC_WEIGHT,
+    rerank_word_evidence: bool = False,
 ) -> dict[str, float]:
     """Zero-shot (or fine-tuned) image-text retrieval with the diagnostics.
 
@@ -174,7 +177,7 @@ def evaluate_retrieval(
         coco_dataset: the split's captions: anything with ``.captions: dict[int, list[str]]``
             (e.g. ``CocoPanopticDataset``).
         hard_negatives: items of a hard-negatives file, or its path; ``None`` skips the
-            diagnostics (the result then has no ``relational_acc`` …).
+            diagnostics (the result then has no ``<kind>_acc`` …).
         batch_size: graphs per forward pass (captions use ``4×`` this).
         device: device to run on; default the model's current device.
         max_images: evaluate only the first ``max_images`` images (in graph-dataset order).
@@ -186,24 +189,32 @@ def evaluate_retrieval(
             ``"auto"`` fused when the model has an ITM head, else ITC. The ITC figures are
             always reported as ``*_acc_itc``, and with an ITM head the ITM ones as
             ``*_acc_itm`` and the fused ones as ``*_acc_fused``; the plain
-            ``relational_acc`` … are those of the chosen scorer.
+            ``<kind>_acc`` (``relation_swap_acc`` …) are those of the chosen scorer.
 
         rerank: ``K > 0``: re-rank each query's ``K`` best candidates by ITC with the ITM
-            head (the ALBEF / BLIP protocol; the ITM score plus, with a relation classifier,
-            the relation term of :meth:`~neurogshn.model.gshn.GSHN.itm_scores`): the
+            head (the ALBEF / BLIP protocol; the ITM score plus, with a masked-token head,
+            the word-PMI term of :meth:`~neurogshn.model.gshn.GSHN.itm_scores`): the
             ``i2t_R@…`` / ``t2i_R@…`` / ``rsum`` / ``*_MedR`` keys are then the re-ranked
             figures and the ITC-only ones are reported with an ``_itc`` suffix
             (``i2t_R@1_itc`` …), with ``rerank_k``. A recall at a cut-off above ``K`` is
             unchanged by re-ranking. Needs an ITM head.
-        scene_facts: ``{image_id: SceneFacts}`` of the evaluated images (e.g. from
-            :func:`~neurogshn.data.facts.load_scene_facts`), for captions in the benchmark's
-            language: adds what the captions allow, the keys of
+        rerank_word_evidence: re-rank with the full ITM score, the masked-LM word evidence
+            included (:meth:`~neurogshn.model.gshn.GSHN.itm_scores`; one cross-encoder pass
+            per scored word of each of the ``≈ 6 K`` pairs per image: hours for 1,000 images
+            on a CPU); off: the ITM logits (the hard-negative diagnostics always use the full
+            score).
+        diagnostics: the data set's diagnostics object
+            (:class:`~neurogshn.data.diagnostics.DatasetDiagnostics`, from
+            :func:`~neurogshn.data.diagnostics.diagnostics_for`; duck-typed: its
+            ``truth_matrix(texts, image_ids)``, ``why_false(text, image_id)`` and ``reasons``
+            are used), for a data set with a truth oracle: adds what the captions allow, the
+            keys of
             :func:`~neurogshn.tasks.metrics.retrieval_oracle` (``i2t_R@1_oracle`` …,
             ``ambiguous_caption_frac``), and how often the first candidate is true of the
             query whoever owns it, ``i2t_true@1`` / ``t2i_true@1``
             (:func:`~neurogshn.tasks.metrics.top1_truth`; ``*_true@1_itc`` for the cosine
             ranking when re-ranking), why the first candidate is false when it is,
-            ``i2t_false@1_binding`` … (:func:`top1_false_reasons`), and the R@1 the ranking
+            ``i2t_false@1_<reason>`` … (:func:`top1_false_reasons`), and the R@1 the ranking
             would get without its false pairs, ``i2t_R@1_given_truth`` /
             ``t2i_R@1_given_truth`` (:func:`~neurogshn.tasks.metrics.recall_given_truth`).
         pool_norm: ``β > 0`` (needs ``rerank``): also report image→text figures with each
@@ -211,12 +222,12 @@ def evaluate_retrieval(
             evaluated images its ITM score matches (:func:`pool_normalize_i2t`). This is
             transductive (a score depends on the other images of the pool), so its figures
             get their own keys, ``i2t_R@1_poolnorm`` … (and ``i2t_true@1_poolnorm`` with
-            ``scene_facts``), and ``pool_norm``; the plain keys keep the per-query protocol.
+            ``diagnostics``), and ``pool_norm``; the plain keys keep the per-query protocol.
         itc_weight: ``w`` of the fused score ``ITM + w · τ⁻¹ · cos`` that re-ranking, the
             pool count and the ``fused`` hard-negative scorer use (default
             :data:`FUSED_ITC_WEIGHT`); reported as ``itc_weight`` when re-ranking.
 
-    The *blind control* ``relational_acc_blind`` … scores every triple with the chosen scorer
+    The *blind control* ``<kind>_acc_blind`` … scores every triple with the chosen scorer
     against another image (the next one in order): a model that reads the image falls to
     about chance there, one that wins on text priors alone (e.g. a preferred word order) keeps
     its accuracy. Compare the two before trusting a high diagnostic.
@@ -225,14 +236,13 @@ def evaluate_retrieval(
         The keys of :func:`~neurogshn.tasks.metrics.retrieval_metrics` (``i2t_R@1`` …
         ``rsum``, ``i2t_MedR``, ``num_images``, ``num_captions``), ``images_without_captions``
         (graphs left out for lack of captions) and, with hard negatives, those of
-        :func:`~neurogshn.tasks.metrics.hard_negative_metrics` (``relational_acc``,
-        ``attribute_acc``, ``object_acc``, counts ``*_n``, ``hard_negative_acc``).
+        :func:`~neurogshn.tasks.metrics.hard_negative_metrics` (``<kind>_acc`` and
+        ``<kind>_n`` per kind of the file, ``hard_negative_acc``).
 
     Raises:
         DataError: when no image has both a graph and at least one caption.
-        StatementError: with ``scene_facts``, when a caption is not in the benchmark's
-            language.
-        KeyError: with ``scene_facts``, when it lacks an evaluated image.
+        Exception: whatever ``diagnostics`` raises for captions or images it cannot judge
+            (check them first with its ``problem(texts, image_ids)``).
     """
     if pool_norm < 0 or (pool_norm > 0 and rerank <= 0):
         raise ValueError(f"pool_norm must be >= 0 and needs rerank > 0, got {pool_norm}, {rerank}")
@@ -260,7 +270,14 @@ def evaluate_retrieval(
             if getattr(model, "itm_head", None) is None:
                 raise ValueError("rerank needs a model with an ITM head (itm_weight > 0)")
             i2t_sim, t2i_sim = itm_rerank(
-                model, graphs, texts, sim, rerank, batch_size, itc_weight=itc_weight
+                model,
+                graphs,
+                texts,
+                sim,
+                rerank,
+                batch_size,
+                itc_weight=itc_weight,
+                word_evidence=rerank_word_evidence,
             )
             i2t = retrieval_metrics(i2t_sim, owner_t)
             t2i = retrieval_metrics(t2i_sim, owner_t)
@@ -285,14 +302,13 @@ def evaluate_retrieval(
                 }
             )
             out["pool_norm"] = float(pool_norm)
-        if scene_facts is not None:
-            scenes = [scene_facts[i] for i in ids]
-            truth = torch.from_numpy(truth_matrix(texts, scenes).T)  # I×C
+        if diagnostics is not None:
+            truth = torch.from_numpy(diagnostics.truth_matrix(texts, ids).T).bool()  # I×C
             out.update(retrieval_oracle(truth, owner_t))
             for direction, ranking in (("i2t", i2t_sim), ("t2i", t2i_sim)):
                 out.update(recall_given_truth(ranking, truth, owner_t, direction))
                 out.update(top1_truth(ranking, truth, direction))
-                out.update(top1_false_reasons(ranking, truth, texts, scenes, direction))
+                out.update(top1_false_reasons(ranking, truth, texts, ids, direction, diagnostics))
             if rerank > 0:
                 out.update({f"{k}_itc": v for k, v in top1_truth(sim, truth).items()})
             if pooled is not None:
@@ -358,25 +374,27 @@ def top1_false_reasons(
     similarity: Tensor,
     truth: Tensor,
     texts: Sequence[str],
-    scenes: Sequence[SceneFacts],
+    image_ids: Sequence[int],
     direction: str,
+    diagnostics: Any,
 ) -> dict[str, float]:
     """Why a ranking's first candidate is false, as fractions of all queries.
 
     For each query whose top-scored candidates include a false pair (the misses of
     :func:`~neurogshn.tasks.metrics.top1_truth`), the first such candidate's reason
-    (:func:`~neurogshn.data.logic.why_false`: ``binding``, ``size``, ``object``, ``relation``
-    …) is counted; ``{direction}_true@1`` plus these fractions is 1.
+    (``diagnostics.why_false(text, image_id)``, one of ``diagnostics.reasons``) is counted;
+    ``{direction}_true@1`` plus these fractions is 1.
 
     Args:
         similarity: image-by-caption scores (``I×C``).
         truth: ``truth[i, c]``: caption ``c`` is true of image ``i`` (``I×C``).
-        texts: the ``C`` captions; scenes: the ``I`` images' facts.
+        texts: the ``C`` captions; image_ids: the ``I`` images.
         direction: ``"i2t"`` (a query is an image) or ``"t2i"`` (a caption).
+        diagnostics: the data set's diagnostics object
+            (:class:`~neurogshn.data.diagnostics.DatasetDiagnostics`).
 
     Returns:
-        ``{direction}_false@1_{reason}`` for every reason of
-        :data:`~neurogshn.data.logic.FALSE_REASONS`.
+        ``{direction}_false@1_{reason}`` for every reason of ``diagnostics.reasons``.
     """
     if direction not in ("i2t", "t2i"):
         raise ValueError(f"direction must be 'i2t' or 't2i', got {direction!r}")
@@ -385,13 +403,15 @@ def top1_false_reasons(
     if direction == "t2i":
         sim, t = sim.T, t.T  # rows are the queries
     top = sim == sim.max(dim=1, keepdim=True).values
-    counts = dict.fromkeys(FALSE_REASONS, 0)
+    counts = dict.fromkeys(diagnostics.reasons, 0)
     for query in torch.nonzero((top & ~t).any(dim=1)).flatten().tolist():
         candidate = int(torch.nonzero(top[query] & ~t[query])[0])
         image, caption = (query, candidate) if direction == "i2t" else (candidate, query)
-        reason = why_false(texts[caption], scenes[image])
+        reason = diagnostics.why_false(texts[caption], int(image_ids[image]))
         if reason is None:
-            raise ValueError(f"truth says false but the logic finds {texts[caption]!r} true")
+            raise ValueError(f"truth says false but the oracle finds {texts[caption]!r} true")
+        if reason not in counts:
+            raise ValueError(f"the oracle gave {reason!r}, not one of {diagnostics.reasons}")
         counts[reason] += 1
     return {f"{direction}_false@1_{r}": n / sim.shape[0] for r, n in counts.items()}
 
@@ -409,14 +429,16 @@ def itm_rerank(
     k: int,
     batch_size: int = 64,
     itc_weight: float = FUSED_ITC_WEIGHT,
+    word_evidence: bool = False,
 ) -> tuple[Tensor, Tensor]:
     r"""Image-by-caption score matrices in which each query's ``k`` best candidates by
     ``similarity`` are re-ordered by
 
     .. math:: s = s_\text{ITM} + w \cdot \tau^{-1} \cos(v, t)
 
-    with :math:`s_\text{ITM}` the model's ITM score (:meth:`GSHN.itm_scores` with the texts,
-    so the relation term is included), :math:`\tau^{-1}` its ITC logit scale (1 without an
+    with :math:`s_\text{ITM}` the model's ITM score (:meth:`GSHN.itm_scores`: the ITM logits
+    and, with ``word_evidence``, the masked-LM word evidence, which costs one cross-encoder
+    pass per scored word of each pair), :math:`\tau^{-1}` its ITC logit scale (1 without an
     ITC head) and ``w = itc_weight`` (0.5 chosen on the validation split, docs/results.md:
     the ITM score alone ranks 16 candidates worse than ITC does for text→image).
 
@@ -454,7 +476,9 @@ def itm_rerank(
             chunk_texts = [str(texts[int(c)]) for c in cols]
             scores[chunk] = (
                 model.itm_scores(
-                    enc.select(rows.to(dev)), model.encode_text(chunk_texts), chunk_texts
+                    enc.select(rows.to(dev)),
+                    model.encode_text(chunk_texts),
+                    chunk_texts if word_evidence else None,
                 )
                 .float()
                 .cpu()
@@ -695,7 +719,8 @@ class _GraphsById:
 
 
 def summarize_retrieval(metrics: Mapping[str, float]) -> str:
-    """One line: R@1/5/10 both ways, rsum and the diagnostics that are present."""
+    """One line: R@1/5/10 both ways, rsum and the hard-negative accuracy of every kind the
+    metrics have (:func:`~neurogshn.tasks.metrics.hard_negative_kinds`)."""
     parts = [
         f"i2t R@1/5/10 {100 * metrics['i2t_R@1']:.1f}/{100 * metrics['i2t_R@5']:.1f}/"
         f"{100 * metrics['i2t_R@10']:.1f}",
@@ -703,15 +728,8 @@ def summarize_retrieval(metrics: Mapping[str, float]) -> str:
         f"{100 * metrics['t2i_R@10']:.1f}",
         f"rsum {metrics['rsum']:.1f}",
     ]
-    for key, label in (
-        ("relational_acc", "relational"),
-        ("attribute_acc", "attribute"),
-        ("size_acc", "size"),
-        ("count_acc", "count"),
-        ("stuff_acc", "stuff"),
-        ("unrelated_acc", "unrelated"),
-    ):
-        value = metrics.get(key)
-        if value is not None and not math.isnan(value):
-            parts.append(f"{label} {100 * value:.1f}%")
+    for kind in hard_negative_kinds(metrics):
+        value = metrics[f"{kind}_acc"]
+        if not math.isnan(value):
+            parts.append(f"{kind} {100 * value:.1f}%")
     return " | ".join(parts)

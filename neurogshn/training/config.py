@@ -24,20 +24,11 @@ from typing import Any
 
 from neurogshn.errors import ConfigError
 
-#: Hard-negative kinds pretraining draws unless told otherwise. ``size_flip`` is opt-in: drawn
-#: from the first step it cost image→text R@1; configs/pretrain_10k_sizes.json adds it in a
-#: second stage, where it raises R@1 both ways (docs/results.md). ``count_flip``,
-#: ``stuff_replace`` and ``unrelated_pair`` are opt-in too.
-DEFAULT_TRAINING_HARD_NEGATIVE_KINDS: tuple[str, ...] = (
-    "relation_swap",
-    "attribute_swap",
-    "object_replace",
-)
-
 
 @dataclass
 class SceneGenerationConfig:
-    """Sizes of the embedded relational-scenes benchmark generated when ``data.root`` is empty.
+    """Sizes of the embedded benchmark generated when ``data.root`` is empty
+    (:data:`~neurogshn.data.benchmarks.DEFAULT_BENCHMARK`).
 
     Args:
         train: number of training images.
@@ -45,6 +36,9 @@ class SceneGenerationConfig:
         test: number of test images (retrieval is reported on this split).
         image_size: side of the square images in pixels.
         seed: generator seed (scenes, captions and hard negatives are a function of it).
+        heldout_phrasings: word ``val`` and ``test`` with phrasings the training split never
+            uses, and add a ``test_seen`` split (the test scenes worded like the training
+            split); figures on seen wording are then those of ``test_seen``.
     """
 
     train: int = 2000
@@ -52,6 +46,7 @@ class SceneGenerationConfig:
     test: int = 1000
     image_size: int = 128
     seed: int = 0
+    heldout_phrasings: bool = True
 
 
 @dataclass
@@ -61,20 +56,20 @@ class DataConfig:
     Args:
         root: data set root (COCO panoptic layout, see docs/data.md).
         train_split: split the model is pretrained on.
-        eval_split: split retrieval and hard-negative accuracy are reported on.
+        eval_split: split retrieval and hard-negative accuracy are reported on (on a
+            benchmark generated with held-out phrasings, ``test`` is worded unlike the
+            training split and ``test_seen`` holds the same images worded like it).
         generate_if_missing: generate the embedded scenes into ``root`` when it has no
             ``annotations/`` directory (only the example script and ``neurogshn pretrain``).
         generate: sizes of the generated benchmark.
         max_train_images: use only the first N training images (``None``: all).
         max_eval_images: evaluate on the first N images of ``eval_split`` (``None``: all).
-        hard_negative_kinds: which hard negatives a step may draw for a caption, among
-            ``relation_swap``, ``attribute_swap``, ``object_replace``, ``size_flip``,
-            ``count_flip``, ``stuff_replace``, ``unrelated_pair`` (``size_flip`` is opt-in: it
-            teaches sizes but cost image→text R@1 in the measurements of docs/results.md; the
-            last three are opt-in as well). A step draws one uniformly among the listed kinds
-            the caption has; a kind listed ``k`` times is drawn ``k`` times as often
-            (``count_flip`` and ``stuff_replace`` exist for few captions,
-            configs/pretrain_10k_counts.json lists them four times).
+        hard_negative_kinds: which kinds of hard negative (fields of the training split's
+            ``hard_negatives_{split}.json``) a step may draw for a caption; ``None``: every
+            kind the file has. A step draws one uniformly among the listed kinds the caption
+            has; a kind listed ``k`` times is drawn ``k`` times as often. The benchmark's
+            configs list theirs (configs/pretrain_default.json: ``relation_swap``,
+            ``attribute_swap``, ``object_replace``).
         strict: stop at the first bad record instead of skipping it.
         warm_text_cache: before training, run every training caption and hard negative through
             the frozen text layers once, in a fixed order (memoised states then never depend
@@ -88,9 +83,7 @@ class DataConfig:
     generate: SceneGenerationConfig = field(default_factory=SceneGenerationConfig)
     max_train_images: int | None = None
     max_eval_images: int | None = None
-    hard_negative_kinds: list[str] = field(
-        default_factory=lambda: list(DEFAULT_TRAINING_HARD_NEGATIVE_KINDS)
-    )
+    hard_negative_kinds: list[str] | None = None
     strict: bool = False
     warm_text_cache: bool = False
 
@@ -153,7 +146,7 @@ class OptimConfig:
         eps: Adam epsilon.
         grad_clip: maximum global gradient L2 norm (``0``: no clipping).
         lr_scale: learning-rate multipliers by parameter-name prefix (the longest matching
-            prefix wins), e.g. ``{"itm_head.relation_geometry.": 10}`` to train a module grown
+            prefix wins), e.g. ``{"itm_head.token_head.": 10}`` to train a module grown
             onto a trained model (``model.overrides``) faster than the rest.
     """
 
@@ -233,18 +226,16 @@ class EvalConfig:
         untrained: also evaluate the freshly initialised model, for the side-by-side table.
         batch_size: images (and captions) per forward pass.
         recall_ks: the K of recall@K.
-        hard_negative_kinds: hard-negative kinds whose accuracy is reported (each costs one
-            text encoding per caption of the evaluation split; ``object_replace`` is left out
-            by default to keep the 10-minute budget).
+        hard_negative_kinds: kinds of hard negative whose accuracy is reported (each costs
+            one text encoding per caption of the evaluation split); ``None``: every kind of
+            the evaluation split's file, ``[]``: none.
     """
 
     enabled: bool = True
     untrained: bool = True
     batch_size: int = 128
     recall_ks: list[int] = field(default_factory=lambda: [1, 5, 10])
-    hard_negative_kinds: list[str] = field(
-        default_factory=lambda: ["relation_swap", "attribute_swap", "size_flip"]
-    )
+    hard_negative_kinds: list[str] | None = None
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Every step draws ``batch_size`` images (a seeded permutation per epoch, split between DDP ranks
 by :class:`torch.utils.data.DistributedSampler`), then for each image one of its captions and,
-when the hard-negatives file has any for that caption, one of its hard negatives (swapped
-relation, swapped attribute or replaced object) — all from a generator seeded by
+when the hard-negatives file has any for that caption, one of its hard negatives (of the
+kinds allowed, by default every kind the file has) — all from a generator seeded by
 ``(seed, epoch, batch index, rank)``. Batch ``b`` of epoch ``e`` is therefore a pure function of
 the seed, so an interrupted run resumes with exactly the batches it would have seen: the
 checkpoint only needs the epoch and the batch index.
@@ -20,9 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DistributedSampler
 
-from neurogshn.data.captions import HARD_NEGATIVE_KINDS
 from neurogshn.errors import DataError
-from neurogshn.training.config import DEFAULT_TRAINING_HARD_NEGATIVE_KINDS
 
 
 def step_seed(*parts: int) -> int:
@@ -38,20 +36,11 @@ def load_hard_negatives(path: str | Path) -> dict[tuple[int, int], dict[str, str
     """
     from neurogshn.data.tasks import load_hard_negatives as load_task_file
 
-    path = Path(path)
-    items: list[Any] = list(load_task_file(path).items)
     out: dict[tuple[int, int], dict[str, str]] = {}
-    for item in items:
-        get = item.get if isinstance(item, Mapping) else (lambda k, it=item: getattr(it, k, None))
-        try:
-            key = (int(get("image_id")), int(get("caption_index")))
-        except (TypeError, ValueError):
-            raise DataError(
-                path, f"item without integer image_id/caption_index: {item!r}"
-            ) from None
-        negs = {k: str(get(k)) for k in HARD_NEGATIVE_KINDS if get(k)}
-        if negs:
-            out.setdefault(key, {}).update(negs)
+    for item in load_task_file(Path(path)).items:
+        negatives = item.negatives()
+        if negatives:
+            out.setdefault((item.image_id, item.caption_index), {}).update(negatives)
     return out
 
 
@@ -93,8 +82,7 @@ class PretrainingData:
         batch_size: images per step on this process.
         seed: seeds the data order and the caption / hard-negative draws.
         rank, world_size: this process's share (DistributedSampler).
-        kinds: hard-negative kinds a step may draw (default: the training config's default,
-            without the opt-in ``size_flip``).
+        kinds: hard-negative kinds a step may draw (``None``: every kind of the file).
         max_images: use only the first N images with captions.
         batch_type: the batch class, called as ``batch_type(graphs, captions, hard_negatives)``
             (default :class:`neurogshn.losses.objective.PretrainBatch`).
@@ -110,13 +98,12 @@ class PretrainingData:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        kinds: Sequence[str] = DEFAULT_TRAINING_HARD_NEGATIVE_KINDS,
+        kinds: Sequence[str] | None = None,
         max_images: int | None = None,
         batch_type: Any = None,
     ) -> None:
-        unknown = set(kinds) - set(HARD_NEGATIVE_KINDS)
-        if unknown:
-            raise ValueError(f"unknown hard-negative kinds {sorted(unknown)}")
+        if kinds is None:
+            kinds = list(dict.fromkeys(k for negs in source.hard_negatives.values() for k in negs))
         self.source = source
         self.batch_size = int(batch_size)
         self.seed = int(seed)

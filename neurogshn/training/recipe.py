@@ -2,8 +2,8 @@
 
 The best checkpoints of this project come from several pretraining stages on the same data,
 each one a config file that starts from the previous stage's ``final/`` (``model.init_from``)
-and changes the objective (more hard-negative kinds, new ITM-head modules grown on loading,
-another learning rate). A recipe file names those stages in order, so that one command trains
+and changes the objective (more hard-negative kinds, another learning rate). A recipe file
+names those stages in order, so that one command trains
 the whole chain, resumes it after a kill, and evaluates the result::
 
     {
@@ -12,9 +12,8 @@ the whole chain, resumes it after a kill, and evaluates the result::
       "stages": [
         {"name": "base", "config": "../pretrain_10k.json"},
         {"name": "sizes", "config": "../pretrain_10k_sizes.json"},
-        {"name": "concepts", "config": "../pretrain_10k_concepts.json",
-         "set": ["model.overrides.itm_text_prior=true", "schedule.epochs=8"]},
-        {"name": "relations", "config": "../pretrain_10k_relations.json"}
+        {"name": "counts", "config": "../pretrain_10k_counts.json",
+         "set": ["schedule.epochs=8"]}
       ],
       "evaluate": {"task": "retrieval", "rerank": 64, "itc_weight": 0.25, "pool_norm": 2}
     }

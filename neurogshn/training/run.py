@@ -1,6 +1,8 @@
 """The pretraining job end to end (what ``neurogshn pretrain`` and examples/pretrain_stl.py run).
 
-1. data: generate the embedded relational scenes into ``data.root`` when it is missing;
+1. data: generate the embedded benchmark into ``data.root`` when it is missing
+   (:data:`~neurogshn.data.benchmarks.DEFAULT_BENCHMARK`, through the benchmark registry:
+   nothing here knows the benchmark's words, kinds of negative or question types);
 2. graphs: build (or load) the graph caches of the training and evaluation splits;
 3. model: ``GSHN.from_config_name(model.name, **overrides)`` sized to the graphs' features;
 4. evaluate the untrained model (retrieval both ways + hard-negative accuracies);
@@ -21,7 +23,6 @@ from typing import Any
 
 import torch
 
-from neurogshn.data.captions import HARD_NEGATIVE_KINDS
 from neurogshn.errors import ConfigError, DataError
 from neurogshn.training.config import TrainConfig
 from neurogshn.training.distributed import (
@@ -72,12 +73,23 @@ def ensure_scenes(cfg: TrainConfig, info: DistInfo, log: Any = print) -> Path:
                 "scenes` or set data.generate_if_missing=true)",
             )
         if info.is_main:
-            from neurogshn.data.scenes import generate_scenes
+            from neurogshn.data.benchmarks import DEFAULT_BENCHMARK, generate
 
             g = cfg.data.generate
             splits = {"train": g.train, "val": g.val, "test": g.test}
-            log(f"generating the relational scenes into {root} ({splits}, {g.image_size}px)")
-            generate_scenes(root, seed=g.seed, splits=splits, image_size=g.image_size)
+            wording = "held-out phrasings for val/test" if g.heldout_phrasings else "one wording"
+            log(
+                f"generating {DEFAULT_BENCHMARK} into {root} ({splits}, {g.image_size}px, "
+                f"{wording})"
+            )
+            generate(
+                DEFAULT_BENCHMARK,
+                root,
+                seed=g.seed,
+                splits=splits,
+                image_size=g.image_size,
+                heldout_phrasings=g.heldout_phrasings,
+            )
         barrier(info)
     return root
 
@@ -177,7 +189,7 @@ def keep_legacy_itm_head(cfg: TrainConfig, ckpt_root: Path, say: Any = print) ->
 def warm_text_cache(
     model: torch.nn.Module,
     source: Any,
-    kinds: Any = HARD_NEGATIVE_KINDS,
+    kinds: Any = None,
 ) -> int:
     """Encode every training text through the frozen text layers once, in a fixed order.
 
@@ -193,20 +205,7 @@ def warm_text_cache(
         texts.extend(str(c) for c in source.captions[image_id])
     for key in sorted(source.hard_negatives):
         negs = source.hard_negatives[key]
-        texts.extend(negs[k] for k in sorted(negs) if k in kinds)
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "itm_relation_weight", 0) > 0:
-        from neurogshn.losses.relation import relation_targets
-
-        # the masked captions of masked relation prediction are encoded too
-        captions = [str(c) for i in sorted(source.captions) for c in source.captions[i]]
-        mentions = getattr(config, "itm_relation_mentions", "first")
-        texts.extend(
-            relation_targets(captions, config.itm_relation_vocab, encoder.mask_token, mentions)[1]
-        )
-        concepts = getattr(config, "itm_concept_vocab", ())
-        if concepts and getattr(config, "itm_concept_weight", 0) > 0:
-            texts.extend(relation_targets(captions, concepts, encoder.mask_token, "all")[1])
+        texts.extend(negs[k] for k in sorted(negs) if kinds is None or k in kinds)
     texts = list(dict.fromkeys(texts))
     if hasattr(encoder, "clear_cache"):
         encoder.clear_cache()
@@ -235,11 +234,12 @@ def evaluate(
 
     hn = hard_negatives_path(root, cfg.data.eval_split)
     items = None
-    if hn.is_file() and cfg.eval.hard_negative_kinds:
+    kinds = cfg.eval.hard_negative_kinds
+    if hn.is_file() and (kinds is None or kinds):
         from neurogshn.tasks.retrieval import load_hard_negative_items
 
-        kinds = set(cfg.eval.hard_negative_kinds)
-        items = [_keep_kinds(item, kinds) for item in load_hard_negative_items(hn)]
+        keep = None if kinds is None else set(kinds)
+        items = [_keep_kinds(item, keep) for item in load_hard_negative_items(hn)]
     return evaluate_retrieval(
         MemoisedTextModel(model),
         graphs,
@@ -281,15 +281,19 @@ class MemoisedTextModel(torch.nn.Module):
         return SimpleNamespace(text_embeds=torch.stack([self._memo[t] for t in texts]))
 
 
-def _keep_kinds(item: Any, kinds: set[str]) -> dict[str, Any]:
-    """A hard-negative item with the negatives of other kinds set to ``None``."""
+def _keep_kinds(item: Any, kinds: set[str] | None) -> dict[str, Any]:
+    """A hard-negative item as a dict, keeping the negatives of ``kinds`` only (``None``:
+    every kind the item has)."""
+    from neurogshn.data.tasks import item_negatives
+
     get = item.get if isinstance(item, Mapping) else (lambda k: getattr(item, k, None))
     out = {k: get(k) for k in ("image_id", "caption_index", "caption")}
-    for kind in HARD_NEGATIVE_KINDS:
-        out[kind] = get(kind) if kind in kinds else None
+    out.update({k: v for k, v in item_negatives(item).items() if kinds is None or k in kinds})
     return out
 
 
+#: Retrieval rows of the summary table; the hard-negative rows follow (one per
+#: ``<kind>_acc`` present, :func:`summary_rows`), then :data:`SUMMARY_TAIL`.
 SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("i2t_R@1", "image→text R@1"),
     ("i2t_R@5", "image→text R@5"),
@@ -297,15 +301,23 @@ SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("t2i_R@1", "text→image R@1"),
     ("t2i_R@5", "text→image R@5"),
     ("t2i_R@10", "text→image R@10"),
-    ("relational_acc", "relational hard-neg. acc. (ITC)"),
-    ("attribute_acc", "attribute hard-neg. acc. (ITC)"),
-    ("object_acc", "object hard-neg. acc. (ITC)"),
-    ("size_acc", "size hard-neg. acc. (ITC)"),
-    ("count_acc", "count hard-neg. acc. (ITC)"),
-    ("stuff_acc", "stuff hard-neg. acc. (ITC)"),
-    ("unrelated_acc", "unrelated-pair hard-neg. acc. (ITC)"),
-    ("rsum", "rsum (max 600)"),
 )
+SUMMARY_TAIL: tuple[tuple[str, str], ...] = (("rsum", "rsum (max 600)"),)
+
+
+def summary_rows(*metrics: Mapping[str, float] | None) -> list[tuple[str, str]]:
+    """``(key, label)`` rows of the summary table: :data:`SUMMARY_ROWS`, one row per
+    hard-negative kind any of ``metrics`` reports (``<kind>_acc``, in order of first
+    appearance; :func:`~neurogshn.tasks.metrics.hard_negative_kinds`), then
+    :data:`SUMMARY_TAIL`."""
+    from neurogshn.tasks.metrics import hard_negative_kinds
+
+    kinds: dict[str, None] = {}
+    for m in metrics:
+        if m is not None:
+            kinds.update(dict.fromkeys(hard_negative_kinds(m)))
+    rows = [(f"{k}_acc", f"{k.replace('_', ' ')} hard-neg. acc. (ITC)") for k in kinds]
+    return [*SUMMARY_ROWS, *rows, *SUMMARY_TAIL]
 
 
 def summary_table(untrained: Mapping[str, float] | None, trained: Mapping[str, float]) -> str:
@@ -317,15 +329,16 @@ def summary_table(untrained: Mapping[str, float] | None, trained: Mapping[str, f
         v = metrics[key]
         return f"{v:.1f}" if key == "rsum" else f"{100 * v:.1f} %"
 
-    width = max(len(label) for _, label in SUMMARY_ROWS)
+    rows = summary_rows(trained)
+    width = max(len(label) for _, label in rows)
     lines = [
         f"{'metric':<{width}}  {'untrained':>10}  {'trained':>10}",
         f"{'-' * width}  {'-' * 10}  {'-' * 10}",
     ]
-    for key, label in SUMMARY_ROWS:
+    for key, label in rows:
         if key in trained:
             lines.append(f"{label:<{width}}  {fmt(untrained, key):>10}  {fmt(trained, key):>10}")
-    if any(key.endswith("_acc") and key in trained for key, _ in SUMMARY_ROWS):
+    if any(key.endswith("_acc") and key in trained for key, _ in rows):
         lines.append(
             "(ITC: hard negatives scored by embedding cosine, chance 50 %; ITM-head figures: "
             "`neurogshn evaluate --task retrieval`)"
@@ -390,13 +403,10 @@ def run_pretraining(
             say(f"note: no hard negatives in {hn_path}; ITM gets none")
         else:
             present = {kind for negs in hard_negs.values() for kind in negs}
-            absent = [k for k in cfg.data.hard_negative_kinds if k not in present]
+            wanted = cfg.data.hard_negative_kinds or []
+            absent = list(dict.fromkeys(k for k in wanted if k not in present))
             if absent:
-                say(
-                    f"note: {hn_path} has no {', '.join(absent)} negatives (a data set generated "
-                    "before they existed? `neurogshn data scenes` writes them); training "
-                    "without them"
-                )
+                say(f"note: {hn_path} has no {', '.join(absent)} negatives; training without them")
         source = PretrainItemSource(train_graphs, train_coco.captions, hard_negs)
         data = PretrainingData(
             source,
@@ -411,6 +421,12 @@ def run_pretraining(
             keep_legacy_itm_head(cfg, ckpt_root, say)
         seed_everything(cfg.seed)  # model init does not depend on what ran before
         model = build_model(cfg, train_graphs).to(device)
+        if hasattr(model, "token_statistics"):
+            # which words masked language modelling masks and the match score reads come
+            # from the training captions (a resumed run reloads the same counts)
+            model.fit_token_statistics(
+                [str(c) for i in sorted(source.captions) for c in source.captions[i]]
+            )
         objective = build_objective(model)
         if objective.uses_grounding(model):
             from neurogshn.data.grounding import caption_groundings

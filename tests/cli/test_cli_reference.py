@@ -20,7 +20,7 @@ def test_cli_reference_matches_parser() -> None:
 def test_every_planned_command_is_registered() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    commands = {name.replace("_", "-") for name in COMMAND_MODULES}  # fit_prior: fit-prior
+    commands = {name.replace("_", "-") for name in COMMAND_MODULES}
     assert set(sub.choices) == commands
     for name in commands:
         assert f"## `neurogshn {name}`" in DOCS.read_text()

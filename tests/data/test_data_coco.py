@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from neurogshn.data.coco import CocoPanopticDataset, safe_join
-from neurogshn.data.scenes import ids_to_rgb
+from neurogshn.data.relational.scenes import ids_to_rgb
 from neurogshn.errors import DataError
 
 CATEGORIES = [

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 
 from neurogshn.data.coco import CocoPanopticDataset
-from neurogshn.data.facts import load_scene_facts, scene_facts_problem, statement_problem
-from neurogshn.data.logic import StatementError, evaluate, truth_matrix
-from neurogshn.data.scenes import image_id_for, make_scene
+from neurogshn.data.relational.facts import load_scene_facts, scene_facts_problem, statement_problem
+from neurogshn.data.relational.logic import StatementError, evaluate, truth_matrix
+from neurogshn.data.relational.scenes import image_id_for, make_scene
 from neurogshn.errors import DataError
 
 
 def test_facts_from_files_give_the_generator_truth(scenes_root: Path) -> None:
+    """Facts rebuilt from the files judge every caption (by its logical form) as the
+    generator's own facts do."""
     manifest = json.loads((scenes_root / "annotations" / "scenes.json").read_text())
     seed, size, n = manifest["seed"], manifest["image_size"], manifest["splits"]["test"]
     ds = CocoPanopticDataset(scenes_root, "test", strict=True)
@@ -24,7 +26,9 @@ def test_facts_from_files_give_the_generator_truth(scenes_root: Path) -> None:
     facts = load_scene_facts(ds, ids)
     assert list(facts) == ids
     generated = [make_scene(seed, "test", i, size).facts for i in range(n)]
-    texts = [c for i in ids for c in ds.captions[i]]
+    path = scenes_root / "annotations" / "logical_forms_test.json"
+    forms = json.loads(path.read_text())["forms"]
+    texts = [forms[c] for i in ids for c in ds.captions[i]]
     owner = [j for j, i in enumerate(ids) for _ in ds.captions[i]]
     truth = truth_matrix(texts, [facts[i] for i in ids])
     assert truth.shape == (len(texts), len(ids)) and truth.dtype == bool
@@ -76,7 +80,7 @@ def test_captions_not_in_the_language() -> None:
 
 
 def test_why_false_by_hand() -> None:
-    from neurogshn.data.logic import FALSE_REASONS, SceneFacts, SceneObject, why_false
+    from neurogshn.data.relational.logic import FALSE_REASONS, SceneFacts, SceneObject, why_false
 
     red_circle = SceneObject(1, "circle", "red", "small", 0.2, 0.5)
     blue_square = SceneObject(2, "square", "blue", "large", 0.8, 0.5)

@@ -12,7 +12,7 @@ from neurogshn.data.grounding import (
     SegmentLabel,
     caption_groundings,
 )
-from neurogshn.data.vocabulary import COLORS, SHAPES, SIZES, STUFF
+from neurogshn.data.relational.vocabulary import COLORS, SHAPES, SIZES, STUFF
 
 SEGMENTS = [
     SegmentLabel(1, "square", {"color": "white", "size": "small"}),

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neurogshn.data.captions import (
+from neurogshn.data.coco import CocoPanopticDataset
+from neurogshn.data.relational.captions import (
     HARD_NEGATIVE_KINDS,
+    MAX_STATED_COUNT,
     CaptionSpec,
     count_flips,
     stuff_replacements,
     unrelated_pairs,
 )
-from neurogshn.data.coco import CocoPanopticDataset
-from neurogshn.data.logic import (
+from neurogshn.data.relational.logic import (
     RELATION_DOMINANCE,
     RELATION_MARGIN,
     NounPhrase,
@@ -32,13 +33,14 @@ from neurogshn.data.logic import (
     evaluate_pair,
     parse_statement,
 )
-from neurogshn.data.scenes import (
+from neurogshn.data.relational.phrasing import Style, render
+from neurogshn.data.relational.scenes import (
     DEFAULT_NLVR2_TRAIN_PAIRS,
     generate_scenes,
     make_scene,
     render_scene,
 )
-from neurogshn.data.vocabulary import (
+from neurogshn.data.relational.vocabulary import (
     COLOR_RGB,
     COLORS,
     NUMBER_WORDS,
@@ -47,7 +49,7 @@ from neurogshn.data.vocabulary import (
     STUFF,
     vqa_answers,
 )
-from neurogshn.errors import ConfigError
+from neurogshn.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -74,6 +76,21 @@ def _facts_by_id(root: Path, split: str) -> dict[int, SceneFacts]:
 def facts(scenes_root: Path) -> dict[str, dict[int, SceneFacts]]:
     """Scene facts rebuilt from the files on disk (masks → centroids), per split."""
     return {s: _facts_by_id(scenes_root, s) for s in SPLITS}
+
+
+@pytest.fixture(scope="module")
+def forms(scenes_root: Path) -> dict[str, str]:
+    """``{text: logical form}`` of every caption and hard negative of every split: the
+    statement in the scene logic's grammar, whatever phrasing family worded it."""
+    out: dict[str, str] = {}
+    for split in SPLITS:
+        path = scenes_root / "annotations" / f"logical_forms_{split}.json"
+        out.update(json.loads(path.read_text())["forms"])
+    return out
+
+
+def _hard_negative_items(root: Path, split: str) -> list[dict]:
+    return json.loads((root / "annotations" / f"hard_negatives_{split}.json").read_text())["items"]
 
 
 def test_layout_and_counts(scenes_root: Path) -> None:
@@ -184,15 +201,16 @@ def test_masks_are_exact(scenes_root: Path) -> None:
                     assert min(dists, key=dists.get) == color
 
 
-def test_captions_true_and_negatives_false(scenes_root: Path, facts) -> None:
-    """Judged by the logic on facts rebuilt from the files (masks), not from the generator."""
+def test_captions_true_and_negatives_false(scenes_root: Path, facts, forms) -> None:
+    """Judged by the logic, on the texts' logical forms, on facts rebuilt from the files
+    (masks), not from the generator."""
     kinds = Counter()
     for split in SPLITS:
         caps = json.loads((scenes_root / "annotations" / f"captions_{split}.json").read_text())
         for a in caps["annotations"]:
-            assert evaluate(a["caption"], facts[split][a["image_id"]]), a
+            assert evaluate(forms[a["caption"]], facts[split][a["image_id"]]), a
         hn = json.loads((scenes_root / "annotations" / f"hard_negatives_{split}.json").read_text())
-        assert hn["version"] == 1
+        assert hn["version"] == 2
         by_image = {}
         for a in caps["annotations"]:
             by_image.setdefault(a["image_id"], []).append(a["caption"])
@@ -204,8 +222,8 @@ def test_captions_true_and_negatives_false(scenes_root: Path, facts) -> None:
                 if neg is None:
                     continue
                 kinds[kind] += 1
-                assert neg != it["caption"]
-                assert not evaluate(neg, scene), (it, kind)
+                assert neg != it["caption"] and forms[neg] != forms[it["caption"]]
+                assert not evaluate(forms[neg], scene), (it, kind)
     # relation swaps, object replacements and size flips can always be built
     n_items = sum(
         len(
@@ -218,9 +236,9 @@ def test_captions_true_and_negatives_false(scenes_root: Path, facts) -> None:
     assert kinds["relation_swap"] == n_items and kinds["object_replace"] == n_items
     assert kinds["size_flip"] == n_items
     assert kinds["attribute_swap"] > n_items // 2
-    # a count flip exactly for the captions of the count template
+    # a count flip exactly for the captions that state the number of objects
     counts = sum(
-        cap.startswith("there are ")
+        forms[cap].startswith("there are ")
         for s in SPLITS
         for cap in (
             a["caption"]
@@ -234,10 +252,11 @@ def test_captions_true_and_negatives_false(scenes_root: Path, facts) -> None:
 
 
 def test_relation_swap_keeps_words(scenes_root: Path) -> None:
-    """ARO-style: the relation swap is a permutation of the caption's words (up to a/an)."""
+    """ARO-style: the relation swap is a permutation of the caption's words (up to a/an),
+    in every phrasing family (possessive frames included)."""
 
     def words(text: str) -> Counter:
-        toks = text.replace(",", "").replace(".", "").split()
+        toks = text.replace(",", "").replace(".", "").replace(";", "").split()
         return Counter("a" if t == "an" else t for t in toks)
 
     hn = json.loads((scenes_root / "annotations" / "hard_negatives_val.json").read_text())
@@ -246,14 +265,14 @@ def test_relation_swap_keeps_words(scenes_root: Path) -> None:
         assert it["caption"] != it["relation_swap"]
 
 
-def test_size_flip_changes_one_size(scenes_root: Path) -> None:
-    """A size flip differs from its caption in one size word: flipped, or added (wrong)."""
+def test_size_flip_changes_one_size(scenes_root: Path, forms) -> None:
+    """A size flip states its caption with one size flipped, or added (wrong): its logical
+    form differs in one size word (the wording may name sizes otherwise: "little", "big")."""
     flip = {"small": "large", "large": "small"}
     flipped = added = 0
     for split in SPLITS:
-        path = scenes_root / "annotations" / f"hard_negatives_{split}.json"
-        for it in json.loads(path.read_text())["items"]:
-            cap, neg = it["caption"].split(), it["size_flip"].split()
+        for it in _hard_negative_items(scenes_root, split):
+            cap, neg = forms[it["caption"]].split(), forms[it["size_flip"]].split()
             if len(cap) == len(neg):
                 diff = [(a, b) for a, b in zip(cap, neg) if a != b]
                 assert len(diff) == 1 and flip.get(diff[0][0]) == diff[0][1], it
@@ -266,21 +285,31 @@ def test_size_flip_changes_one_size(scenes_root: Path) -> None:
     assert flipped > 0 and added > 0
 
 
-def test_count_flip_changes_the_number_by_one(scenes_root: Path) -> None:
-    """A count flip differs from its caption only in the number, which is off by one."""
+def test_count_flip_changes_the_number_by_one(scenes_root: Path, forms) -> None:
+    """A count flip states its caption with the number of objects off by one: the two
+    logical forms differ in the number only, and so do the two texts (worded alike)."""
     seen: Counter = Counter()
     for split in SPLITS:
-        path = scenes_root / "annotations" / f"hard_negatives_{split}.json"
-        for it in json.loads(path.read_text())["items"]:
+        for it in _hard_negative_items(scenes_root, split):
             if it["count_flip"] is None:
-                assert not it["caption"].startswith("there are "), it
+                assert not forms[it["caption"]].startswith("there are "), it
                 continue
-            cap, neg = it["caption"].split(), it["count_flip"].split()
+            cap, neg = forms[it["caption"]].split(), forms[it["count_flip"]].split()
             diff = [(a, b) for a, b in zip(cap, neg, strict=True) if a != b]
-            assert len(diff) == 1 and diff[0][0] in NUMBER_WORDS, it
-            old, new = (NUMBER_WORDS.index(w) for w in diff[0])
+            assert len(diff) == 1 and all(w.isdigit() for w in diff[0]), it
+            old, new = (int(w) for w in diff[0])
             assert abs(old - new) == 1, it
             seen[new - old] += 1
+            words = [
+                (a, b)
+                for a, b in zip(it["caption"].split(), it["count_flip"].split(), strict=True)
+                if a != b
+            ]
+            assert len(words) == 1, it
+            assert {w.strip(",.;") for w in words[0]} <= {
+                *NUMBER_WORDS,
+                *map(str, range(2, MAX_STATED_COUNT + 1)),
+            }, it
     assert seen[1] > 0
 
 
@@ -289,26 +318,26 @@ def test_count_flips() -> None:
     b = NounPhrase("square", "blue", None)
     spec = CaptionSpec("count", a, "left of", b, n=3)
     assert [c.n for c in count_flips(spec)] == [4, 2]
-    assert [c.n for c in count_flips(replace(spec, n=len(NUMBER_WORDS) - 1))] == [
-        len(NUMBER_WORDS) - 2
-    ]
+    assert [c.n for c in count_flips(replace(spec, n=MAX_STATED_COUNT))] == [MAX_STATED_COUNT - 1]
     assert [c.n for c in count_flips(replace(spec, n=1))] == [2]
-    assert count_flips(replace(spec, template="plain", n=None)) == []
-    assert count_flips(spec)[0].render() == (
+    assert count_flips(replace(spec, kind="relation", n=None)) == []
+    assert render(count_flips(spec)[0], Style("plain")).text == (
         "there are four objects, and the red circle is left of the blue square."
+    )
+    assert count_flips(spec)[0].canonical() == (
+        "there are 4 objects, and the red circle is left of the blue square."
     )
 
 
-def test_stuff_replace_names_an_absent_stuff(scenes_root: Path, facts) -> None:
-    """A stuff replacement differs from its background caption only in the stuff word, which
+def test_stuff_replace_names_an_absent_stuff(scenes_root: Path, facts, forms) -> None:
+    """A stuff replacement states its background caption with another stuff word, which
     names a class the scene does not have."""
     n = 0
     for split in SPLITS:
-        path = scenes_root / "annotations" / f"hard_negatives_{split}.json"
-        for it in json.loads(path.read_text())["items"]:
+        for it in _hard_negative_items(scenes_root, split):
             if it["stuff_replace"] is None:
                 continue
-            cap, neg = it["caption"].split(), it["stuff_replace"].split()
+            cap, neg = forms[it["caption"]].split(), forms[it["stuff_replace"]].split()
             diff = [(a, b) for a, b in zip(cap, neg, strict=True) if a != b]
             assert len(diff) == 1 and set(diff[0]) <= set(STUFF), it
             assert diff[0][1] not in facts[split][it["image_id"]].stuff, it
@@ -322,23 +351,22 @@ def test_stuff_replacements() -> None:
     spec = CaptionSpec("background", a, "left of", b, stuff=STUFF[1])
     scene = SceneFacts((), (STUFF[1], STUFF[2]))
     assert [c.stuff for c in stuff_replacements(spec, scene)] == [STUFF[3], STUFF[0]]
-    assert stuff_replacements(replace(spec, template="plain", stuff=None), scene) == []
+    assert stuff_replacements(replace(spec, kind="relation", stuff=None), scene) == []
     full = SceneFacts((), STUFF)
     assert stuff_replacements(spec, full) == []
 
 
-def test_unrelated_pair_names_a_pair_with_no_relation(scenes_root: Path, facts) -> None:
+def test_unrelated_pair_names_a_pair_with_no_relation(scenes_root: Path, facts, forms) -> None:
     """An unrelated-pair negative states a relation between two uniquely named objects of the
     scene between which no relation holds, one of them from the caption's first relation."""
     n = 0
     for split in SPLITS:
-        path = scenes_root / "annotations" / f"hard_negatives_{split}.json"
-        for it in json.loads(path.read_text())["items"]:
+        for it in _hard_negative_items(scenes_root, split):
             if it["unrelated_pair"] is None:
                 continue
             scene = facts[split][it["image_id"]]
             neg, cap = (
-                next(c for c in parse_statement(t).clauses if isinstance(c, Relation))
+                next(c for c in parse_statement(forms[t]).clauses if isinstance(c, Relation))
                 for t in (it["unrelated_pair"], it["caption"])
             )
             (sub,), (obj,) = scene.match(neg.subject), scene.match(neg.object)
@@ -365,29 +393,29 @@ def test_unrelated_pairs() -> None:
     assert scene.closeness(a, "left of", c) == pytest.approx(0.27 / (1.25 * 0.23))
     assert scene.closeness(a, "above", d) == pytest.approx(0.6)
     spec = CaptionSpec(
-        "plain", NounPhrase("circle", "red"), "left of", NounPhrase("square", "blue")
+        "relation", NounPhrase("circle", "red"), "left of", NounPhrase("square", "blue")
     )
-    assert [c.render() for c in unrelated_pairs(spec, scene)] == [
+    assert [c.canonical() for c in unrelated_pairs(spec, scene)] == [
         "the red circle is left of the large green cross.",
         "the red circle is above the yellow triangle.",
     ]
     # nothing is unrelated to the blue square: the subject is replaced instead
     swapped = replace(spec, a=spec.b, rel="right of", b=spec.a)
-    assert [c.render() for c in unrelated_pairs(swapped, scene)] == [
+    assert [c.canonical() for c in unrelated_pairs(swapped, scene)] == [
         "the large green cross is right of the red circle.",
         "the yellow triangle is below the red circle.",
     ]
-    assert all(not evaluate(c.render(), scene) for c in unrelated_pairs(spec, scene))
+    assert all(not evaluate(c.canonical(), scene) for c in unrelated_pairs(spec, scene))
     assert unrelated_pairs(spec, SceneFacts((a, b))) == []
 
 
-def test_relations_have_margin(scenes_root: Path, facts) -> None:
+def test_relations_have_margin(scenes_root: Path, facts, forms) -> None:
     """Every caption relation holds by the margin and dominates the other axis."""
     caps = json.loads((scenes_root / "annotations" / "captions_train.json").read_text())
     n = 0
     for a in caps["annotations"]:
         scene = facts["train"][a["image_id"]]
-        for clause in parse_statement(a["caption"]).clauses:
+        for clause in parse_statement(forms[a["caption"]]).clauses:
             if not isinstance(clause, Relation):
                 continue
             (s,), (o,) = scene.match(clause.subject), scene.match(clause.object)
@@ -460,8 +488,8 @@ def test_nlvr2_labels_by_logic_and_balanced(scenes_root: Path, facts) -> None:
 def test_nlvr2_pair_rounds_extend_the_one_pair_file(facts) -> None:
     """More pairs per image append rounds; the first round is the one-pair file, so val/test
     and old task files keep their items."""
-    from neurogshn.data.scenes import split_rng
-    from neurogshn.data.taskgen import make_nlvr2
+    from neurogshn.data.relational.scenes import split_rng
+    from neurogshn.data.relational.taskgen import make_nlvr2
 
     one = make_nlvr2(facts["val"], split_rng(0, "val", 2))["items"]
     three = make_nlvr2(facts["val"], split_rng(0, "val", 2), pairs_per_image=3)["items"]
@@ -504,7 +532,7 @@ def test_render_scene_rejects_heavy_occlusion() -> None:
 
 
 def test_interrupted_generation_leaves_no_partial_data_set(tmp_path: Path, monkeypatch) -> None:
-    import neurogshn.data.scenes as scenes
+    import neurogshn.data.relational.scenes as scenes
 
     real = scenes.generate_split
     calls = []
@@ -522,9 +550,14 @@ def test_interrupted_generation_leaves_no_partial_data_set(tmp_path: Path, monke
     assert calls == ["train", "val"] and not out.exists()
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(scenes, "generate_split", real)
-    # an existing non-empty directory is written in place
+    # an existing non-empty directory is refused, and written in place with overwrite
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "README").write_text("mine")
-    generate_scenes(tmp_path / "keep", splits={"train": 1}, image_size=40, progress=False)
+    with pytest.raises(DataError, match="not empty"):
+        generate_scenes(tmp_path / "keep", splits={"train": 1}, image_size=40, progress=False)
+    assert sorted(p.name for p in (tmp_path / "keep").iterdir()) == ["README"]
+    generate_scenes(
+        tmp_path / "keep", splits={"train": 1}, image_size=40, progress=False, overwrite=True
+    )
     assert (tmp_path / "keep" / "README").read_text() == "mine"
     assert CocoPanopticDataset(tmp_path / "keep", "train", strict=True)[0].captions

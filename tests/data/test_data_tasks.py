@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from neurogshn.data.captions import HARD_NEGATIVE_KINDS
 from neurogshn.data.coco import CocoPanopticDataset
-from neurogshn.data.logic import (
+from neurogshn.data.relational.captions import HARD_NEGATIVE_KINDS
+from neurogshn.data.relational.logic import (
     SceneFacts,
     SceneObject,
     StatementError,
@@ -24,6 +24,7 @@ from neurogshn.data.tasks import (
     NLVR2Item,
     VEItem,
     VQAQuestion,
+    item_negatives,
     load_hard_negatives,
     load_task,
     task_path,
@@ -42,14 +43,28 @@ def test_loaders_on_generated_files(scenes_root: Path) -> None:
         tf = load_task(scenes_root, task, "val", image_ids=ids, strict=True)
         assert len(tf) > 0 and all(isinstance(i, cls) for i in tf) and tf.skipped == []
     hn = load_hard_negatives(task_path(scenes_root, "hard_negatives", "val"))
-    kinds = set(HARD_NEGATIVE_KINDS)
-    assert set(hn.items[0].negatives()) <= kinds
+    assert hn.labels == list(HARD_NEGATIVE_KINDS)  # the kinds the generator writes
+    assert set(hn.items[0].negatives()) <= set(HARD_NEGATIVE_KINDS)
     assert all("size_flip" in item.negatives() for item in hn.items)
+    assert all(item.caption_id is not None for item in hn.items)
     assert load_task(scenes_root, "vqa", "val").labels[-2:] == ["yes", "no"]
+    # NLVR2 items carry their statement form (the per-form reporting group)
+    nlvr2 = load_task(scenes_root, "nlvr2", "val", strict=True)
+    assert {item.type for item in nlvr2} <= {
+        "both",
+        "exactly_one",
+        "neither",
+        "left",
+        "right",
+        "compare",
+    }
+    assert all(item.type is not None for item in nlvr2)
 
 
-def test_hard_negatives_without_size_flip(tmp_path: Path) -> None:
-    """Files written before ``size_flip`` existed (benchmark version 1) still load."""
+def test_hard_negative_kinds_come_from_the_file(tmp_path: Path) -> None:
+    """Every field of an item but image_id, caption_index, caption and caption_id is a kind
+    of negative: a file with fewer kinds (or a user's own kind) loads, and ``labels`` lists
+    the kinds found."""
     item = {
         "image_id": 1,
         "caption_index": 0,
@@ -61,17 +76,21 @@ def test_hard_negatives_without_size_flip(tmp_path: Path) -> None:
     path = tmp_path / "hard_negatives_val.json"
     path.write_text(json.dumps({"version": 1, "items": [item]}))
     tf = load_hard_negatives(path, strict=True)
-    assert tf.skipped == [] and tf.items[0].size_flip is None and tf.items[0].count_flip is None
-    assert tf.items[0].unrelated_pair is None
-    assert tf.items[0].negatives() == {"relation_swap": item["relation_swap"]}
+    assert tf.skipped == [] and tf.labels == ["relation_swap", "attribute_swap", "object_replace"]
+    got = tf.items[0]
+    assert got.caption_id is None and "size_flip" not in got.kinds
+    assert got.negatives() == {"relation_swap": item["relation_swap"]}
+    assert item_negatives(got) == item_negatives(item) == got.negatives()
     path.write_text(json.dumps({"version": 1, "items": [{**item, "size_flip": 3}]}))
     with pytest.raises(DataError, match="size_flip"):
         load_hard_negatives(path, strict=True)
-    # benchmark version 2: size flips, no count flips
-    path.write_text(json.dumps({"version": 1, "items": [{**item, "size_flip": "x"}]}))
-    assert load_hard_negatives(path, strict=True).items[0].negatives() == {
+    own = {**item, "caption_id": 7, "negation": "the red circle is not left of the square."}
+    path.write_text(json.dumps({"version": 2, "items": [own]}))
+    tf = load_hard_negatives(path, strict=True)
+    assert tf.items[0].caption_id == 7 and tf.labels[-1] == "negation"
+    assert tf.items[0].negatives() == {
         "relation_swap": item["relation_swap"],
-        "size_flip": "x",
+        "negation": own["negation"],
     }
     path.write_text(json.dumps({"version": 1, "items": [{**item, "count_flip": ["four"]}]}))
     with pytest.raises(DataError, match="count_flip"):
@@ -130,11 +149,11 @@ def test_bad_items_lenient_and_strict(tmp_path: Path) -> None:
     ]
     _write(tmp_path, "vqa", {"answers": ["yes", "no"], "questions": items})
     tf = load_task(tmp_path, "vqa", "val")
-    assert len(tf) == 1 and len(tf.skipped) == 5
+    # question types are open strings: "weather" is as good as "existence"
+    assert len(tf) == 2 and len(tf.skipped) == 4 and tf.items[1].type == "weather"
     text = " ".join(s.reason for s in tf.skipped)
     for part in (
         "'maybe'",
-        "weather",
         "missing field 'image_id'",
         "field 'image_id'",
         "expected an object",
@@ -158,6 +177,15 @@ def test_bad_items_lenient_and_strict(tmp_path: Path) -> None:
         },
     )
     with pytest.raises(DataError, match="true or false"):
+        load_task(tmp_path, "nlvr2", "val", strict=True)
+    pair = {"id": 0, "left_image_id": 1, "right_image_id": 2, "statement": "x", "label": True}
+    _write(tmp_path, "nlvr2", {"items": [pair, {**pair, "id": 1, "type": "both"}]})
+    assert [item.type for item in load_task(tmp_path, "nlvr2", "val", strict=True)] == [
+        None,
+        "both",
+    ]
+    _write(tmp_path, "nlvr2", {"items": [{**pair, "type": 3}]})
+    with pytest.raises(DataError, match="type"):
         load_task(tmp_path, "nlvr2", "val", strict=True)
     _write(
         tmp_path,
@@ -259,7 +287,7 @@ def test_pair_statements() -> None:
 
 
 def test_pair_statement_kind() -> None:
-    from neurogshn.data.logic import pair_statement_kind
+    from neurogshn.data.relational.logic import pair_statement_kind
 
     assert pair_statement_kind("in both images, there is a red circle.") == "both"
     assert pair_statement_kind("in exactly one image, there are two squares.") == "exactly_one"

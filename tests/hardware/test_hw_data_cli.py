@@ -31,11 +31,11 @@ def test_verify_and_energy_on_scene_graphs(scenes_root: Path, tmp_path: Path, ca
     assert rep["images"] == 4 and rep["lava_vs_reference"]["agreement"] == 1.0
     assert rep["lava_vs_reference"]["nodes"] == 12
     down = rep["downstream"]
-    assert set(down["float"]) >= {"i2t_R@1", "t2i_R@1", "relational_acc"}
+    assert set(down["float"]) >= {"i2t_R@1", "t2i_R@1", "relation_swap_acc"}
     assert set(down["delta_points"]) == set(down["float"])
     text = capsys.readouterr().out
     assert "(3) downstream retrieval: float vs quantized spiking branch" in text
-    for key in ("i2t_R@1", "t2i_R@1", "relational_acc"):
+    for key in ("i2t_R@1", "t2i_R@1", "relation_swap_acc"):
         row = next(r for r in text.splitlines() if r.strip().startswith(key + " "))
         assert f"{down['delta_points'][key]:+.2f}" in row
     assert text.rstrip().endswith("Lava check: PASS (100 % identical spikes)")

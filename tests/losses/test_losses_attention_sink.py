@@ -92,7 +92,9 @@ def test_itm_head_with_a_sink_scores_and_returns_attention():
     assert logits.shape == (P, 2) and att.shape == (P, L, 4)
 
 
-def test_a_saved_model_grows_a_sink_on_loading(tmp_path, tiny_model, make_batch, captions):
+def test_a_saved_model_grows_a_sink_on_loading(tmp_path, tiny_overrides, make_batch, captions):
+    torch.manual_seed(0)
+    tiny_model = GSHN.from_config_name("gshn-tiny", **tiny_overrides, itm_attention_sink=False)
     assert not tiny_model.config.itm_attention_sink
     ckpt = tiny_model.save_pretrained(tmp_path / "ckpt")
     with pytest.raises(CheckpointError, match="does not exist"):

@@ -19,7 +19,7 @@ def test_total_is_weighted_sum(tiny_model, make_batch, captions):
     expected = sum(w * out[k] for k, w in weights.items())
     # the ITM head's terms count inside ITM's weight
     c = tiny_model.config
-    expected = expected + weights["itm"] * c.itm_relation_weight * out.get("itm_relation", 0.0)
+    expected = expected + weights["itm"] * c.itm_mlm_weight * out["itm_mlm"]
     expected = expected + weights["itm"] * c.itm_grounding_weight * out.get("itm_grounding", 0.0)
     torch.testing.assert_close(out["loss"], expected)
     for key in (
@@ -28,6 +28,7 @@ def test_total_is_weighted_sum(tiny_model, make_batch, captions):
         "diag/spike_rate_l1",
         "diag/itc_temperature",
         "diag/itm_accuracy",
+        "diag/mlm_accuracy",
     ):
         assert key in out and not out[key].requires_grad
     assert out["loss"].requires_grad
@@ -39,6 +40,7 @@ def test_total_is_weighted_sum(tiny_model, make_batch, captions):
         ("cl", "spatiotemporal_cl_loss"),
         ("stl", "stl_loss"),
         ("itm", "itm_loss"),
+        ("itm", "mlm_loss"),
         ("itc", "itc_loss"),
     ],
 )
@@ -58,7 +60,7 @@ def test_gat_only_model_without_snn_losses(tiny_overrides, make_batch, captions)
     assert not hasattr(model, "cl_head") and not hasattr(model, "stl_projector")
     out = PretrainingObjective()(model, PretrainBatch(make_batch(), captions, []))
     losses = {k for k in out if not k.startswith("diag/")}
-    assert losses == {"itc", "itm", "itm_relation", "loss"}  # captions state relations
+    assert losses == {"itc", "itm", "itm_mlm", "loss"}
     with pytest.raises(ConfigError, match="cl_weight=0"):
         PretrainingObjective({"cl": 1.0})(model, PretrainBatch(make_batch(), captions, []))
     with pytest.raises(ConfigError, match="unknown loss"):

@@ -22,12 +22,8 @@ def test_config_json_round_trip(tmp_path):
     assert back == cfg
     assert isinstance(back.neuron, LIFNeuronParameters) and back.neuron.v_th == 0.8
     assert back.snn_hidden == (16, 8)
-    assert back.itm_relation_mentions == "first"  # the default, and what old files load with
-    d = cfg.to_dict()
-    del d["itm_relation_mentions"]
-    assert GSHNConfig.from_dict(d) == cfg
-    every = cfg.replace(itm_relation_mentions="all")
-    assert GSHNConfig.from_dict(json.loads(json.dumps(every.to_dict()))) == every
+    other = cfg.replace(itm_mlm_score_weight=0.5, itm_mlm_score_words=3)
+    assert GSHNConfig.from_dict(json.loads(json.dumps(other.to_dict()))) == other
     assert json.loads((tmp_path / "c.json").read_text())["neuron"]["tau_mem_inv"] == 0.5
 
 
@@ -42,8 +38,10 @@ def test_config_errors_and_aliases():
         config_from_name("gshn-tiny", mode="gat_only")  # CL/STL need the SNN
     with pytest.raises(ConfigError, match="cl_windows"):
         config_from_name("gshn-tiny", cl_windows=9)
-    with pytest.raises(ConfigError, match="itm_relation_mentions"):
-        config_from_name("gshn-tiny", itm_relation_mentions="second")
+    with pytest.raises(ConfigError, match="itm_mlm_mask_rate"):
+        config_from_name("gshn-tiny", itm_mlm_mask_rate=1.5)
+    with pytest.raises(ConfigError, match="unknown field"):
+        config_from_name("gshn-tiny", itm_relation_vocab=["left of"])  # removed
     cfg = config_from_name("default", itc=0.5, stl=0.0)
     assert cfg.itc_weight == 0.5 and cfg.stl_weight == 0.0
     assert config_from_name("default") == config_from_name("gshn-small")

@@ -211,12 +211,14 @@ def test_match_scores_itm_and_itc(tiny_model, make_batch, captions):
     torch.testing.assert_close(itm, auto)
     torch.testing.assert_close(itc, (image.image_embeds * text.text_embeds).sum(-1))
     with torch.no_grad():
-        relation = tiny_model.relation_scores(image, list(captions))
+        pmi = tiny_model.mlm_evidence(image, list(captions))[:, 0]
         itm_only = tiny_model.itm_scores(image, text)
-    # the match score is the ITM logit difference plus log p(stated relation)
-    torch.testing.assert_close(itm, itm_only + relation)
+    # the match score is the ITM logit difference plus lambda x the mean PMI of the words
+    weight = tiny_model.config.itm_mlm_score_weight
+    assert weight > 0
+    torch.testing.assert_close(itm, itm_only + weight * pmi)
     torch.testing.assert_close(itm, tiny_model.itm_scores(image, text, list(captions)))
-    assert bool((relation <= 0).all()) and bool((relation < 0).any())
+    assert bool((pmi != 0).all())
     # the ITM score sees node positions: moving the nodes changes it
     moved = graphs.clone()
     moved.pos = 1.0 - moved.pos

@@ -42,7 +42,13 @@ def test_ablations_quick_runs_and_reports(tmp_path, capsys):
     runs = json.loads(out.with_suffix(".json").read_text())["results"]
     assert len(runs["full"]) == 2 and len(runs["no_edges"]) == 2
     for r in runs["full"] + runs["no_edges"]:
-        for key in ("i2t_R@1", "t2i_R@1", "vqa_acc", "relational_acc_itm", "attribute_acc_itm"):
+        for key in (
+            "i2t_R@1",
+            "t2i_R@1",
+            "vqa_acc",
+            "relation_swap_acc_itm",
+            "attribute_swap_acc_itm",
+        ):
             assert 0.0 <= r[key] <= 1.0
     assert "estimated full-size study" in capsys.readouterr().out
     # a rerun reuses the finished runs (no training): fast and identical

@@ -47,9 +47,10 @@ def test_script_end_to_end(scenes_root, tmp_path, capsys):
 
 
 def test_shared_caption_text_is_counted_for_every_copy():
-    """Two pool captions with the same text (two images described alike) both get counts."""
-    from neurogshn.data.captions import make_captions
-    from neurogshn.data.logic import SceneFacts, SceneObject
+    """Two pool captions with the same content (two images described alike, in any wording)
+    both get counts."""
+    from neurogshn.data.relational.captions import make_captions
+    from neurogshn.data.relational.logic import SceneFacts, SceneObject
 
     facts = SceneFacts(
         (
@@ -57,9 +58,9 @@ def test_shared_caption_text_is_counted_for_every_copy():
             SceneObject(2, "square", "blue", "large", 0.8, 0.5),
         )
     )
-    texts = {s.render() for s in make_captions(facts, np.random.default_rng(0), 5)}
-    ceiling._init([facts], {t: [2 * k, 2 * k + 1] for k, t in enumerate(sorted(texts))})
+    forms = {s.canonical() for s in make_captions(facts, np.random.default_rng(0), 5)}
+    ceiling._init([facts], {t: [2 * k, 2 * k + 1] for k, t in enumerate(sorted(forms))})
     _, rows = ceiling._sample_counts((0, 8, 7))
     counts = dict(rows)
     assert counts and all(v[-1] > 0 for v in counts.values())
-    assert all(counts.get(2 * k) == counts.get(2 * k + 1) for k in range(len(texts)))
+    assert all(counts.get(2 * k) == counts.get(2 * k + 1) for k in range(len(forms)))

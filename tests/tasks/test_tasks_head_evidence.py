@@ -7,9 +7,7 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from neurogshn.data.vocabulary import RELATIONS
 from neurogshn.errors import ConfigError
-from neurogshn.losses.relation import mask_relation
 from neurogshn.tasks.finetune import (
     FinetuneConfig,
     TaskExample,
@@ -97,36 +95,30 @@ def test_count_readout_learns_to_count_where_mean_pooling_cannot(tiny_backbone):
 
 def test_match_evidence_by_part(tiny_model, make_batch):
     model = tiny_model.eval()
-    r = len(model.config.itm_relation_vocab)
-    assert model.evidence_size == 3 + 2 * r
+    model.fit_token_statistics(TEXTS * 2 + ["the sky is blue.", "a dog runs."])
+    assert model.evidence_size == 1 + len(model.MLM_EVIDENCE) == 6
     with torch.no_grad():
         image = model.encode_image(make_batch())
         text = model.encode_text(TEXTS)
         ev = model.match_evidence(image, text, TEXTS)
         itm = model.itm_scores(image, text)
-        stated = model.relation_scores(image, TEXTS)
+        pmi, owner = model.word_pmi(image, TEXTS)
     assert ev.shape == (4, model.evidence_size)
-    torch.testing.assert_close(ev[:, 0], itm)
-    for i, t in enumerate(TEXTS):
-        found = mask_relation(t, RELATIONS, "[MASK]")
-        if found is None:
-            assert torch.count_nonzero(ev[i, 1:]) == 0
-            continue
-        assert ev[i, 1] == 1.0
-        torch.testing.assert_close(ev[i, 2], stated[i].clamp_min(-20))
-        logp = ev[i, 3 : 3 + r]
-        torch.testing.assert_close(torch.logsumexp(logp, 0), torch.tensor(0.0), atol=1e-5, rtol=0)
-        onehot = ev[i, 3 + r :]
-        assert onehot.tolist() == [float(j == found[1]) for j in range(r)]
+    torch.testing.assert_close(ev[:, 0], itm)  # the ITM logits alone
+    for i in range(len(TEXTS)):
+        mine = pmi[owner == i]
+        assert ev[i, 5] == len(mine) > 0
+        torch.testing.assert_close(ev[i, 1], mine.mean())
+        torch.testing.assert_close(ev[i, 4], mine.max())
 
 
-def test_relation_scores_of_texts_without_relation_are_zero(tiny_model, make_batch):
-    """A batch where no text states a relation (every VQA batch of colour questions)."""
+def test_evidence_of_texts_without_content_words_is_zero(tiny_model, make_batch):
+    """Texts whose every word is in most training captions carry no PMI evidence."""
     model = tiny_model.eval()
-    texts = ["is there a red circle?"] * 4
+    model.fit_token_statistics(["is there a cat?", "is there a dog?", "is there a fox?"])
+    texts = ["is there a?"] * 4
     with torch.no_grad():
         image = model.encode_image(make_batch())
-        assert model.relation_scores(image, texts).tolist() == [0.0] * 4
         ev = model.match_evidence(image, model.encode_text(texts), texts)
     assert torch.count_nonzero(ev[:, 1:]) == 0
 

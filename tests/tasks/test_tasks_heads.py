@@ -176,6 +176,21 @@ def test_load_task_files(tmp_path):
     labels, ex, skipped = load_task_examples(tmp_path, "nlvr2", "val")
     assert labels == ["False", "True"] and ex[0].label == 1 and ex[0].image_ids == (1, 2)
     assert len(skipped) == 1
+    # NLVR2 reporting groups come from the item's optional "type", never from the wording:
+    # items without one are reported together, in the overall accuracy only
+    pair = {
+        "left_image_id": 1,
+        "right_image_id": 2,
+        "statement": "in both images, there is a red circle.",
+        "label": True,
+    }
+    items = [{**pair, "id": 0, "type": "both"}, {**pair, "id": 1}, {**pair, "id": 2, "type": 7}]
+    (ann / "nlvr2_train.json").write_text(json.dumps({"items": items}))
+    labels, ex, skipped = load_task_examples(tmp_path, "nlvr2", "train")
+    assert [e.group for e in ex] == ["both", None] and "type" in skipped[0]
+    m = task_metrics("nlvr2", labels, ex, torch.tensor([1, 0]))
+    assert m["nlvr2_acc"] == 0.5 and m["nlvr2_acc_both"] == 1.0 and m["nlvr2_n_both"] == 1
+    assert not any("None" in k for k in m)
     with pytest.raises(DataError, match="task file not found"):
         load_task_examples(tmp_path, "vqa", "test")
     (ann / "vqa_test.json").write_text("{not json")

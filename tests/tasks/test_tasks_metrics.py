@@ -130,13 +130,13 @@ def test_pairwise_and_hard_negatives():
         + ["stuff_replace"]
         + ["unrelated_pair"] * 2,
     )
-    assert m["relational_acc"] == 0.5 and m["relational_n"] == 2
-    assert m["attribute_acc"] == 0.5 and m["attribute_n"] == 2
-    assert m["object_acc"] == 1.0 and m["object_n"] == 1
-    assert m["size_acc"] == pytest.approx(1 / 3) and m["size_n"] == 3
-    assert m["count_acc"] == 0.5 and m["count_n"] == 2
-    assert m["stuff_acc"] == 0.0 and m["stuff_n"] == 1
-    assert m["unrelated_acc"] == 0.5 and m["unrelated_n"] == 2
+    assert m["relation_swap_acc"] == 0.5 and m["relation_swap_n"] == 2
+    assert m["attribute_swap_acc"] == 0.5 and m["attribute_swap_n"] == 2
+    assert m["object_replace_acc"] == 1.0 and m["object_replace_n"] == 1
+    assert m["size_flip_acc"] == pytest.approx(1 / 3) and m["size_flip_n"] == 3
+    assert m["count_flip_acc"] == 0.5 and m["count_flip_n"] == 2
+    assert m["stuff_replace_acc"] == 0.0 and m["stuff_replace_n"] == 1
+    assert m["unrelated_pair_acc"] == 0.5 and m["unrelated_pair_n"] == 2
     assert m["hard_negative_acc"] == pytest.approx(6 / 13)
     with pytest.raises(ValueError):
         hard_negative_metrics([1.0], [0.0, 1.0], ["relation_swap"])

@@ -115,25 +115,28 @@ def test_top1_truth_hand_computed():
 
 
 def test_evaluate_notes_why_there_is_no_oracle(scenes_root, tmp_path):
-    """A data set outside the benchmark's vocabulary (like real COCO) gets a note, not an
-    error; captions outside its language likewise."""
+    """A data set that declares the benchmark gets its diagnostics, or a note when they
+    cannot judge the split (captions outside the language, images without attributes); a
+    data set that declares nothing (like real COCO) gets neither diagnostics nor a note."""
     import json
     import shutil
     from types import SimpleNamespace
 
     from neurogshn.data.coco import CocoPanopticDataset
-    from neurogshn.tasks.evaluate import _scene_facts
+    from neurogshn.tasks.evaluate import retrieval_diagnostics
 
     root = tmp_path / "data"
     shutil.copytree(scenes_root, root)
     coco = CocoPanopticDataset(root, "test")
     graphs = SimpleNamespace(image_ids=sorted(coco.captions))
     notes: list[str] = []
-    facts = _scene_facts(coco, graphs, 3, notes)
-    assert facts is not None and list(facts) == graphs.image_ids[:3] and notes == []
+    diag = retrieval_diagnostics(root, "test", coco, graphs, 3, notes)
+    assert diag is not None and notes == []
+    ids = graphs.image_ids[:3]
+    assert diag.truth_matrix(coco.captions[ids[0]], ids)[:, 0].all()
 
     coco.captions[graphs.image_ids[1]] = ["two dogs play in the snow"]
-    assert _scene_facts(coco, graphs, None, notes) is None
+    assert retrieval_diagnostics(root, "test", coco, graphs, None, notes) is None
     assert "caption oracle omitted" in notes[-1] and "two dogs" in notes[-1]
 
     path = root / "annotations" / "panoptic_test.json"
@@ -143,12 +146,37 @@ def test_evaluate_notes_why_there_is_no_oracle(scenes_root, tmp_path):
             seg.pop("attributes", None)
     path.write_text(json.dumps(doc))
     coco = CocoPanopticDataset(root, "test")
-    assert _scene_facts(coco, graphs, None, notes) is None
+    assert retrieval_diagnostics(root, "test", coco, graphs, None, notes) is None
     assert "no color/size attributes" in notes[-1]
+
+    (root / "annotations" / "scenes.json").unlink()  # now an undeclared COCO data set
+    quiet: list[str] = []
+    assert retrieval_diagnostics(root, "test", coco, graphs, None, quiet) is None
+    assert quiet == []
+
+
+class _HandDiagnostics:
+    """A diagnostics object over hand-built scenes (the duck type retrieval expects)."""
+
+    def __init__(self, scenes):
+        from neurogshn.data.relational.logic import FALSE_REASONS
+
+        self.scenes = scenes
+        self.reasons = FALSE_REASONS
+
+    def truth_matrix(self, texts, image_ids):
+        from neurogshn.data.relational.logic import truth_matrix
+
+        return truth_matrix(texts, [self.scenes[i] for i in image_ids])
+
+    def why_false(self, text, image_id):
+        from neurogshn.data.relational.logic import why_false
+
+        return why_false(text, self.scenes[image_id])
 
 
 def test_top1_false_reasons_by_hand():
-    from neurogshn.data.logic import FALSE_REASONS, SceneFacts, SceneObject, truth_matrix
+    from neurogshn.data.relational.logic import FALSE_REASONS, SceneFacts, SceneObject
     from neurogshn.tasks.retrieval import top1_false_reasons
 
     def scene(left: str, right: str) -> SceneFacts:
@@ -159,21 +187,77 @@ def test_top1_false_reasons_by_hand():
             )
         )
 
-    scenes = [scene("red", "blue"), scene("blue", "red")]
+    diag = _HandDiagnostics({10: scene("red", "blue"), 11: scene("blue", "red")})
+    ids = [10, 11]
     texts = [
         "the red circle is left of the blue square.",
         "the blue circle is left of the red square.",
     ]
-    truth = torch.from_numpy(truth_matrix(texts, scenes).T)
+    truth = torch.from_numpy(diag.truth_matrix(texts, ids).T)
     assert truth.tolist() == [[True, False], [False, True]]
     sim = torch.tensor(
         [[0.1, 0.7], [0.2, 0.8]]
     )  # both images prefer caption 1, both captions image 1
-    i2t = top1_false_reasons(sim, truth, texts, scenes, "i2t")
+    i2t = top1_false_reasons(sim, truth, texts, ids, "i2t", diag)
     assert set(i2t) == {f"i2t_false@1_{r}" for r in FALSE_REASONS}
     assert i2t["i2t_false@1_binding"] == 0.5 and sum(i2t.values()) == 0.5
-    t2i = top1_false_reasons(sim, truth, texts, scenes, "t2i")  # caption 0 -> image 1: binding
+    t2i = top1_false_reasons(sim, truth, texts, ids, "t2i", diag)  # caption 0 -> image 1
     assert t2i["t2i_false@1_binding"] == 0.5 and sum(t2i.values()) == 0.5
     assert top1_truth(sim, truth)["t2i_true@1"] + sum(t2i.values()) == 1.0
     with pytest.raises(ValueError, match="direction"):
-        top1_false_reasons(sim, truth, texts, scenes, "both")
+        top1_false_reasons(sim, truth, texts, ids, "both", diag)
+
+
+def test_retrieval_with_a_duck_typed_oracle(tmp_path):
+    """evaluate_retrieval takes any object with truth_matrix / why_false / reasons: the
+    oracle figures follow it, with reasons of its own."""
+    from types import SimpleNamespace
+
+    from torch import nn
+    from torch_geometric.data import Data
+
+    from neurogshn.tasks.retrieval import evaluate_retrieval
+
+    class Model(nn.Module):
+        """Image embedding: one-hot of the image id; caption embedding: one-hot from a table."""
+
+        def __init__(self, table):
+            super().__init__()
+            self.dummy = nn.Parameter(torch.zeros(1))
+            self.table = table
+
+        def encode_image(self, batch):
+            return SimpleNamespace(image_embeds=torch.eye(2)[batch.image_id.view(-1)])
+
+        def encode_text(self, texts):
+            return SimpleNamespace(text_embeds=torch.eye(2)[[self.table[t] for t in texts]])
+
+    graphs = [
+        Data(x=torch.zeros(1, 2), edge_index=torch.zeros(2, 0, dtype=torch.long), image_id=i)
+        for i in (torch.tensor([0]), torch.tensor([1]))
+    ]
+
+    class Oracle:
+        reasons = ("colour", "other")
+
+        def truth_matrix(self, texts, image_ids):
+            # a caption "img{i} ..." is true of image i, and "any" of every image
+            return np.array(
+                [[t.startswith(f"img{i} ") or t == "any" for i in image_ids] for t in texts]
+            )
+
+        def why_false(self, text, image_id):
+            return "colour" if text.endswith("red") else "other"
+
+    captions = {0: ["img0 red", "any"], 1: ["img1 blue"]}
+    table = {"img0 red": 1, "any": 1, "img1 blue": 0}  # every caption points the wrong way
+    coco = SimpleNamespace(captions=captions, root=tmp_path)
+    m = evaluate_retrieval(Model(table), graphs, coco, diagnostics=Oracle())
+    assert m["own_false"] == 0 and m["ambiguous_caption_frac"] == pytest.approx(1 / 3)
+    assert set(k for k in m if "_false@1_" in k) == {
+        f"{d}_false@1_{r}" for d in ("i2t", "t2i") for r in Oracle.reasons
+    }
+    # image 0 ranks "img1 blue" first (false: other), image 1 "img0 red" (false: colour)
+    assert m["i2t_false@1_colour"] == 0.5 and m["i2t_false@1_other"] == 0.5
+    plain = evaluate_retrieval(Model(table), graphs, coco)
+    assert not any("oracle" in k or "true@1" in k or "false@1" in k for k in plain)

@@ -41,7 +41,8 @@ class _TableModel(nn.Module):
     def encode_text(self, texts):
         return SimpleNamespace(texts=list(texts))
 
-    def itm_scores(self, image, text, texts):
+    def itm_scores(self, image, text, texts=None):
+        texts = text.texts if texts is None else texts  # re-ranking passes no raw texts
         self.pairs_scored += len(texts)
         return torch.tensor([self.table[(int(i), t)] for i, t in zip(image.ids, texts)])
 
@@ -158,7 +159,8 @@ class _FusedModel(_TableModel):
         return enc
 
     def encode_text(self, texts):
-        return SimpleNamespace(text_embeds=torch.stack([self.texts[t] for t in texts]))
+        embeds = torch.stack([self.texts[t] for t in texts])
+        return SimpleNamespace(text_embeds=embeds, texts=list(texts))
 
 
 def test_fused_hard_negative_scorer_by_hand():
@@ -180,16 +182,16 @@ def test_fused_hard_negative_scorer_by_hand():
     ]
     coco = SimpleNamespace(captions={0: ["a"], 1: ["b"]})
     m = evaluate_retrieval(model, _graphs(2), coco, hard_negatives=items)
-    assert m["object_acc_itm"] == 0.0 and m["object_acc_fused"] == 1.0
-    assert m["relational_acc_itm"] == 1.0 and m["relational_acc_fused"] == 1.0
-    assert m["object_acc"] == m["object_acc_fused"]  # auto = fused with an ITM head
+    assert m["object_replace_acc_itm"] == 0.0 and m["object_replace_acc_fused"] == 1.0
+    assert m["relation_swap_acc_itm"] == 1.0 and m["relation_swap_acc_fused"] == 1.0
+    assert m["object_replace_acc"] == m["object_replace_acc_fused"]  # auto = fused with an ITM head
     # blind (the other image): image 1 with "a" (0 + 2·0) vs "x" (0 + 2·0.8), image 0 with
     # "b" (0 + 2·0) vs "y" (0 + 2·0.8): both wrong
-    assert m["object_acc_blind"] == 0.0 and m["relational_acc_blind"] == 0.0
+    assert m["object_replace_acc_blind"] == 0.0 and m["relation_swap_acc_blind"] == 0.0
     itm = evaluate_retrieval(
         model, _graphs(2), coco, hard_negatives=items, hard_negative_scorer="itm"
     )
-    assert itm["object_acc"] == 0.0 and "object_acc_fused" not in itm
+    assert itm["object_replace_acc"] == 0.0 and "object_replace_acc_fused" not in itm
     with pytest.raises(ValueError, match="fused"):
         model.itm_head = None
         evaluate_retrieval(

@@ -112,22 +112,22 @@ def test_evaluate_retrieval_known_embeddings(tmp_path):
     assert m["t2i_R@1"] == pytest.approx(15 / 20)
     assert m["t2i_R@5"] == pytest.approx(1.0)
     # relation: image 1 vs "swap ok" (dir 7) -> 1 > 0 correct
-    assert m["relational_acc"] == 1.0 and m["relational_n"] == 1
+    assert m["relation_swap_acc"] == 1.0 and m["relation_swap_n"] == 1
     # attribute: image 1 vs "swap bad" (dir 1) -> tie: wrong; image 2 vs "attr tie" -> tie
-    assert m["attribute_acc"] == 0.0 and m["attribute_n"] == 2
-    assert m["object_acc"] == 1.0
+    assert m["attribute_swap_acc"] == 0.0 and m["attribute_swap_n"] == 2
+    assert m["object_replace_acc"] == 1.0
     assert m["num_hard_negative_triples"] == 4
     # blind control: scored against the next image, every pair ties at 0 -> all wrong
-    assert m["relational_acc_blind"] == 0.0 and m["hard_negative_acc_blind"] == 0.0
-    assert m["relational_acc_itc"] == m["relational_acc"]
+    assert m["relation_swap_acc_blind"] == 0.0 and m["hard_negative_acc_blind"] == 0.0
+    assert m["relation_swap_acc_itc"] == m["relation_swap_acc"]
 
     # the same from a file path; without hard negatives no diagnostics at all
     path = tmp_path / "hn.json"
     path.write_text(json.dumps({"version": 1, "items": items}))
     m2 = evaluate_retrieval(model, _Graphs(ids), coco, hard_negatives=path)
-    assert m2["relational_acc"] == 1.0
+    assert m2["relation_swap_acc"] == 1.0
     m3 = evaluate_retrieval(model, _Graphs(ids), coco)
-    assert "relational_acc" not in m3 and m3["i2t_R@1"] == m["i2t_R@1"]
+    assert "relation_swap_acc" not in m3 and m3["i2t_R@1"] == m["i2t_R@1"]
 
 
 def test_images_without_captions_are_left_out(tmp_path):
@@ -145,14 +145,20 @@ def test_triples_expand_each_negative():
         [
             {
                 "image_id": 1,
+                "caption_index": 0,
                 "caption": "x",
                 "relation_swap": "y",
                 "attribute_swap": "z",
                 "object_replace": None,
+                "negation": "not x",  # any other field is a kind
             }
         ]
     )
-    assert [(x.kind, x.negative) for x in t] == [("relation_swap", "y"), ("attribute_swap", "z")]
+    assert [(x.kind, x.negative) for x in t] == [
+        ("relation_swap", "y"),
+        ("attribute_swap", "z"),
+        ("negation", "not x"),
+    ]
 
 
 class _FirstWordITM(nn.Module):
@@ -201,11 +207,14 @@ def test_itm_scorer_for_hard_negatives(tiny_backbone):
     coco = SimpleNamespace(captions=captions)
     m = evaluate_retrieval(model, graphs, coco, hard_negatives=items)
     # ITM: image 0 true "yes" (+1) vs "no" (-1): right; image 1 "no" vs "yes": wrong
-    assert m["relational_acc_itm"] == 0.5 and m["relational_acc"] == 0.5
-    assert m["attribute_acc_itm"] == 0.0  # "no b" vs "no c": tie -> wrong
-    assert "relational_acc_itc" in m
+    assert m["relation_swap_acc_itm"] == 0.5 and m["relation_swap_acc"] == 0.5
+    assert m["attribute_swap_acc_itm"] == 0.0  # "no b" vs "no c": tie -> wrong
+    assert "relation_swap_acc_itc" in m
     itc = evaluate_retrieval(model, graphs, coco, hard_negatives=items, hard_negative_scorer="itc")
-    assert itc["relational_acc"] == itc["relational_acc_itc"] and "relational_acc_itm" not in itc
+    assert (
+        itc["relation_swap_acc"] == itc["relation_swap_acc_itc"]
+        and "relation_swap_acc_itm" not in itc
+    )
     with pytest.raises(ValueError, match="no ITM head"):
         evaluate_retrieval(
             type(tiny_backbone)(), graphs, coco, hard_negatives=items, hard_negative_scorer="itm"
@@ -214,7 +223,19 @@ def test_itm_scorer_for_hard_negatives(tiny_backbone):
 
 def test_summary_line_names_present_diagnostics() -> None:
     recalls = {f"{d}_R@{k}": 0.5 for d in ("i2t", "t2i") for k in (1, 5, 10)}
-    diagnostics = {"relational_acc": 0.9, "attribute_acc": math.nan, "size_acc": 0.75}
+    diagnostics = {
+        "relation_swap_acc": 0.9,
+        "relation_swap_n": 10.0,
+        "attribute_swap_acc": math.nan,
+        "attribute_swap_n": 0.0,
+        "size_flip_acc": 0.75,
+        "size_flip_n": 4.0,
+        "negation_acc": 0.5,  # a kind of the user's own file
+        "negation_n": 2.0,
+        "relation_swap_acc_itm": 0.1,  # a scorer variant, not a kind
+        "hard_negative_acc": 0.8,
+    }
     line = summarize_retrieval(recalls | {"rsum": 300.0} | diagnostics)
     assert line.startswith("i2t R@1/5/10 50.0/50.0/50.0 | t2i R@1/5/10 50.0/50.0/50.0")
-    assert "relational 90.0%" in line and "size 75.0%" in line and "attribute" not in line
+    assert line.endswith("relation_swap 90.0% | size_flip 75.0% | negation 50.0%")
+    assert "attribute" not in line and "10.0%" not in line

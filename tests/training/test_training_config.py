@@ -85,18 +85,54 @@ def test_diff_lists_changed_keys() -> None:
 
 
 def test_shipped_configs_load_and_default_matches_code() -> None:
+    """configs/pretrain_default.json is the code's defaults plus the benchmark's choice of
+    hard-negative kinds (the code knows no kinds: ``None`` is every kind of the file)."""
     default = TrainConfig.from_json(CONFIGS / "pretrain_default.json")
-    assert default == TrainConfig(), (
-        "configs/pretrain_default.json and TrainConfig() defaults have drifted apart"
-    )
+    assert TrainConfig().diff(default) == [
+        "data.hard_negative_kinds",
+        "eval.hard_negative_kinds",
+    ], "configs/pretrain_default.json and TrainConfig() defaults have drifted apart"
+    assert TrainConfig().data.hard_negative_kinds is None
+    assert TrainConfig().eval.hard_negative_kinds is None
+    assert default.data.hard_negative_kinds == ["relation_swap", "attribute_swap", "object_replace"]
+    assert default.data.generate.heldout_phrasings is True
+    assert TrainConfig().data.generate.heldout_phrasings is True
     tiny = TrainConfig.from_json(CONFIGS / "tiny.json")
     assert tiny.schedule.batch_size <= 16
+    assert tiny.data.hard_negative_kinds == default.data.hard_negative_kinds
+    assert tiny.eval.hard_negative_kinds == default.eval.hard_negative_kinds
+
+
+def test_generated_benchmark_gets_held_out_phrasings(tmp_path: Path) -> None:
+    """``data.generate.heldout_phrasings`` reaches the generator: test_seen (the test scenes in
+    the training wording) is written beside train, val and test."""
+    from neurogshn.training.distributed import DistInfo
+    from neurogshn.training.run import ensure_scenes
+
+    sizes = ["data.generate.train=2", "data.generate.val=1", "data.generate.test=1"]
+    for heldout in (True, False):
+        root = tmp_path / str(heldout)
+        cfg = TrainConfig().with_overrides(
+            [
+                f"data.root={root}",
+                *sizes,
+                "data.generate.image_size=40",
+                f"data.generate.heldout_phrasings={json.dumps(heldout)}",
+            ]
+        )
+        said: list[str] = []
+        assert ensure_scenes(cfg, DistInfo(), said.append) == root
+        manifest = json.loads((root / "annotations" / "scenes.json").read_text())
+        assert manifest["heldout_phrasings"] is heldout
+        assert ("test_seen" in manifest["splits"]) is heldout
+        assert (root / "annotations" / "captions_test_seen.json").is_file() is heldout
+        assert said and str(root) in said[0]
 
 
 def test_10k_config_only_adds_training_images() -> None:
     """configs/pretrain_10k.json is the default recipe on 5x the training images: same test
-    split (sizes, seed, image size), same model, losses, optimiser and epochs."""
-    default = TrainConfig()
+    split (sizes, seed, image size), same model, losses, optimiser, epochs and kinds."""
+    default = TrainConfig.from_json(CONFIGS / "pretrain_default.json")
     large = TrainConfig.from_json(CONFIGS / "pretrain_10k.json")
     assert default.diff(large) == [
         "checkpoint.every_steps",
@@ -146,7 +182,7 @@ def test_10k_counts_config_is_a_third_stage_of_the_10k_recipe() -> None:
         "optim.lr",
         "schedule.epochs",
     }
-    assert third.model.overrides == {"itm_attention_sink": True}  # grown on loading
+    assert third.model.overrides == {}
     assert third.data.root == second.data.root
     kinds = list(third.data.hard_negative_kinds)
     assert kinds[: len(second.data.hard_negative_kinds)] == list(second.data.hard_negative_kinds)
@@ -156,74 +192,6 @@ def test_10k_counts_config_is_a_third_stage_of_the_10k_recipe() -> None:
     makefile = (CONFIGS.parent / "Makefile").read_text()
     assert "configs/pretrain_10k_counts.json" in makefile
     assert f"ls -d {second.checkpoint.out_dir}/*/final" in makefile
-
-
-def test_10k_concepts_config_is_the_counts_stage_reading_the_whole_caption() -> None:
-    """configs/pretrain_10k_concepts.json is the third stage with every relation phrase masked
-    and the stuff classes and count words predicted where masked; nothing else differs."""
-    from neurogshn.data.vocabulary import NUMBER_WORDS, STUFF
-
-    counts = TrainConfig.from_json(CONFIGS / "pretrain_10k_counts.json")
-    concepts = TrainConfig.from_json(CONFIGS / "pretrain_10k_concepts.json")
-    assert set(counts.diff(concepts)) <= {
-        "checkpoint.out_dir",
-        "model.overrides.itm_relation_mentions",
-        "model.overrides.itm_concept_vocab",
-    }
-    assert concepts.model.overrides == {
-        "itm_attention_sink": True,
-        "itm_relation_mentions": "all",
-        "itm_concept_vocab": [*STUFF, *NUMBER_WORDS[1:]],
-    }
-    assert concepts.checkpoint.out_dir != counts.checkpoint.out_dir
-    # every override is a field the model knows, and the grown model is valid
-    from neurogshn.model.config import GSHNConfig
-
-    grown = GSHNConfig().replace(**concepts.model.overrides)
-    assert grown.itm_concept_vocab == (*STUFF, *NUMBER_WORDS[1:])
-
-
-def test_10k_relations_config_is_the_concepts_stage_with_no_relation() -> None:
-    """configs/pretrain_10k_relations.json (a fourth stage, from a concept-stage checkpoint)
-    adds the unrelated-pair negatives, the text prior, the "no relation" class and the
-    relation geometry and the node count (their fresh modules at 10× the learning rate);
-    nothing else differs from the concept stage but the budget."""
-    concepts = TrainConfig.from_json(CONFIGS / "pretrain_10k_concepts.json")
-    relations = TrainConfig.from_json(CONFIGS / "pretrain_10k_relations.json")
-    assert set(concepts.diff(relations)) <= {
-        "checkpoint.out_dir",
-        "data.hard_negative_kinds",
-        "model.overrides.itm_text_prior",
-        "model.overrides.itm_relation_none",
-        "model.overrides.itm_relation_geometry",
-        "model.overrides.itm_concept_count",
-        "optim.lr_scale.itm_head.relation_geometry.",
-        "optim.lr_scale.itm_head.concept_count.",
-        "optim.lr_scale.itm_head.concept_count.classifier.",
-        "schedule.epochs",
-    }
-    assert relations.model.overrides == {
-        **concepts.model.overrides,
-        "itm_text_prior": True,
-        "itm_relation_none": True,
-        "itm_relation_geometry": True,
-        "itm_concept_count": True,
-    }
-    assert relations.optim.lr_scale == {
-        "itm_head.relation_geometry.": 10,
-        "itm_head.concept_count.": 10,
-        "itm_head.concept_count.classifier.": 100,
-    }
-    assert relations.optim.lr == concepts.optim.lr and relations.schedule.epochs == 4
-    kinds = list(relations.data.hard_negative_kinds)
-    assert kinds == [*concepts.data.hard_negative_kinds, "unrelated_pair", "unrelated_pair"]
-    assert relations.checkpoint.out_dir != concepts.checkpoint.out_dir
-    assert relations.model.init_from is None  # --set model.init_from=... (docs/training.md)
-    from neurogshn.model.config import GSHNConfig
-
-    grown = GSHNConfig().replace(**relations.model.overrides)
-    assert grown.itm_relation_none and grown.itm_text_prior and grown.itm_relation_geometry
-    assert grown.itm_concept_count
 
 
 def test_lr_scale_gives_a_prefix_its_own_learning_rate():

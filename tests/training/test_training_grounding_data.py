@@ -161,7 +161,7 @@ def test_resuming_a_run_from_before_token_positions_keeps_its_itm_head(tmp_path)
     cfg, said = TrainConfig(), []
     keep_legacy_itm_head(cfg, tmp_path / "checkpoints", said.append)
     assert cfg.model.overrides["itm_token_position"] is False and "predates" in said[0]
-    assert cfg.model.overrides["itm_relation_weight"] == 0.0
+    assert cfg.model.overrides["itm_mlm_weight"] == 0.0
     (ckpt / "config.json").write_text(json.dumps({"embed_dim": 16, "itm_token_position": True}))
     cfg = TrainConfig()
     keep_legacy_itm_head(cfg, tmp_path / "checkpoints", said.append)

@@ -88,10 +88,18 @@ def weights(trainer: Trainer) -> list[torch.Tensor]:
     return [p.detach().clone() for p in trainer.model.parameters()]
 
 
-def test_default_kinds_match_the_config_and_leave_size_flip_opt_in() -> None:
-    data = PretrainingData(make_source(), 6, batch_type=Batch)
-    assert list(data.kinds) == TrainConfig().data.hard_negative_kinds
-    assert "size_flip" not in data.kinds
+def test_default_kinds_are_every_kind_of_the_file() -> None:
+    """Without a list (the config's default), a step may draw every kind the hard-negatives
+    file has, whatever its name; a list restricts the draws."""
+    source = make_source()
+    source.hard_negatives[(101, 0)] = {"size_flip": "bigger 1", "negation": "not 1"}
+    assert TrainConfig().data.hard_negative_kinds is None
+    data = PretrainingData(source, 6, batch_type=Batch)
+    assert data.kinds == ("relation_swap", "size_flip", "negation")
+    only = PretrainingData(source, 6, kinds=["size_flip"], batch_type=Batch)
+    assert only.kinds == ("size_flip",)
+    drawn = {neg for i in range(only.steps_per_epoch) for neg in only.batch(0, i).hard_negatives}
+    assert drawn <= {None, "bigger 1"}
 
 
 def test_batches_are_seeded_and_cover_the_epoch() -> None:

@@ -71,7 +71,7 @@ def test_pretrain_prints_summary_and_writes_run(reference_run: Path) -> None:
     for label in (
         "image→text R@1",
         "text→image R@10",
-        "relational hard-neg. acc.",
+        "relation swap hard-neg. acc.",
         "untrained",
         "trained",
         "checkpoint:",
@@ -80,7 +80,7 @@ def test_pretrain_prints_summary_and_writes_run(reference_run: Path) -> None:
         assert label in stdout, label
     results = json.loads((reference_run / "results.json").read_text())
     assert results["steps"] == 24
-    for key in ("i2t_R@1", "t2i_R@1", "relational_acc"):
+    for key in ("i2t_R@1", "t2i_R@1", "relation_swap_acc"):
         assert 0.0 <= results["trained"][key] <= 1.0
         assert 0.0 <= results["untrained"][key] <= 1.0
     ckpts = sorted(p.name for p in (reference_run / "checkpoints").iterdir())

@@ -29,9 +29,9 @@ def _write(path: Path, recipe: dict) -> Path:
 def test_the_10k_recipe_chains_the_measured_stages(tmp_path: Path) -> None:
     recipe = Recipe.from_json(CONFIGS / "recipes" / "gshn_10k.json")
     plans = plan_recipe(recipe, tmp_path / "out")
-    assert [p.stage.name for p in plans] == ["base", "sizes", "concepts", "relations"]
+    assert [p.stage.name for p in plans] == ["base", "sizes", "counts"]
     assert all(p.status == "run" for p in plans)
-    files = [f"pretrain_10k{s}" for s in ("", "_sizes", "_concepts", "_relations")]
+    files = [f"pretrain_10k{s}" for s in ("", "_sizes", "_counts")]
     for k, (plan, name) in enumerate(zip(plans, files, strict=True)):
         assert plan.run_dir == tmp_path / "out" / f"{k + 1}-{plan.stage.name}"
         own = TrainConfig.from_json(CONFIGS / f"{name}.json")
@@ -40,17 +40,7 @@ def test_the_10k_recipe_chains_the_measured_stages(tmp_path: Path) -> None:
             assert differ == [] and plan.config.model.init_from is None
             continue
         assert plan.config.model.init_from == str(plans[k - 1].final_dir)
-        if name == "pretrain_10k_concepts":
-            # the measured run: the text prior trained with it, 8 epochs instead of 4
-            assert differ == [
-                "model.init_from",
-                "model.overrides.itm_text_prior",
-                "schedule.epochs",
-            ]
-            assert plan.config.model.overrides["itm_text_prior"] is True
-            assert plan.config.schedule.epochs == 8
-        else:
-            assert differ == ["model.init_from"]
+        assert differ == ["model.init_from"]
     assert {p.config.data.root for p in plans} == {"data/scenes_10k"}
     assert recipe.evaluate == {
         "task": "retrieval",
@@ -223,9 +213,9 @@ def test_cli_dry_run_shows_the_plan_and_writes_nothing(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.count(": to run — ") == 4
-    assert f"--set 'model.init_from=\"{out}/3-concepts/final\"'" in proc.stdout
-    assert proc.stdout.count("--set 'seed=1'") == 4
+    assert proc.stdout.count(": to run — ") == 3
+    assert f"--set 'model.init_from=\"{out}/2-sizes/final\"'" in proc.stdout
+    assert proc.stdout.count("--set 'seed=1'") == 3
     assert not out.exists()
     proc = subprocess.run(
         [*cmd, "--stop-after", "nope", "--out", str(out)],

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from neurogshn.data.vocabulary import (
+from neurogshn.data.relational.vocabulary import (
     COLORS,
     NUMBER_WORDS,
     PLURALS,

@@ -1,8 +1,10 @@
 """Captions and ARO-style hard negatives for relational scenes.
 
-Captions are built from varied templates around one or two true spatial relations; every
-caption names the attributes (color, shape, sometimes size) of the objects it relates. Hard
-negatives change one thing about the caption's first relation:
+A caption is first decided as *content* (:class:`CaptionSpec`: one or two true spatial
+relations, optionally with the background or the number of objects; every caption names the
+attributes — color, shape, sometimes size — of the objects it relates) and then worded by a
+phrasing family (:mod:`neurogshn.data.relational.phrasing`). Hard negatives change one thing
+about the content of the caption's first relation and are worded like their caption:
 
 - ``relation_swap``: subject and object exchange places (word order changes, as in ARO's
   VG-Relation), e.g. "the red circle is left of the blue square" → "the blue square is left
@@ -15,12 +17,12 @@ negatives change one thing about the caption's first relation:
   circle" → "the large red circle"), or, where the caption names neither size, the wrong size
   is named. Attribute swaps exchange sizes only when both are named and differ, which is rare,
   so without this kind nothing in the data asks a model to read sizes.
-- ``count_flip`` (captions of the ``count`` template only): the number of objects is off by
+- ``count_flip`` (``count`` captions only): the number of objects is off by
   one ("there are four objects, …" → "there are five objects, …"; one more, or one fewer
   when the scene already has the most objects a caption can name). Without it, a count is
   told apart only from other images' captions, and a wrong count was, with a wrong relation,
   the largest cause of a false first candidate in retrieval (docs/results.md);
-- ``stuff_replace`` (captions of the ``background`` template only): the background is named
+- ``stuff_replace`` (``background`` captions only): the background is named
   after a stuff class the scene does not have ("… and there is grass in the background" →
   "… and there is water in the background").
 - ``unrelated_pair``: the first relation restated about a pair of the scene's objects
@@ -30,8 +32,9 @@ negatives change one thing about the caption's first relation:
   pair before a model, and images where the stated pair sits diagonally were the largest cause
   of a false first image in text → image retrieval (docs/results.md).
 
-Generation is template-based; *truth* is not: every caption is checked true and every
-negative false by :mod:`neurogshn.data.logic` from the scene's geometry. A negative that the
+Wording is template-based; *truth* is not: every caption is checked true and every negative
+false by :mod:`neurogshn.data.relational.logic` from the scene's geometry, on the content's
+logical form (:func:`~neurogshn.data.relational.phrasing.canonical`). A negative that the
 logic does not find false is discarded (``None``).
 """
 
@@ -41,15 +44,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from neurogshn.data.logic import (
+from neurogshn.data.relational.logic import (
     NounPhrase,
     SceneFacts,
     SceneObject,
-    article,
     evaluate,
     true_relations,
 )
-from neurogshn.data.vocabulary import COLORS, NUMBER_WORDS, RELATIONS, SHAPES, SIZES, STUFF
+from neurogshn.data.relational.phrasing import canonical
+from neurogshn.data.relational.vocabulary import COLORS, RELATIONS, SHAPES, SIZES, STUFF
+
+#: Largest number of objects a count caption (or its count flip) states.
+MAX_STATED_COUNT = 7
 
 #: Hard-negative kinds, in the order of the ``hard_negatives_{split}.json`` fields.
 HARD_NEGATIVE_KINDS: tuple[str, ...] = (
@@ -62,25 +68,28 @@ HARD_NEGATIVE_KINDS: tuple[str, ...] = (
     "unrelated_pair",
 )
 
-#: Caption templates. ``{A}``/``{B}`` are noun phrases (without determiner), ``{R}`` a
-#: relation; ``{C}``, ``{R2}``, ``{D}`` a second relation; ``{S}`` a stuff name; ``{N}`` the
-#: number of objects in words.
-TEMPLATES: dict[str, str] = {
-    "plain": "the {A} is {R} the {B}.",
-    "there_is": "there is {a_A} {A} {R} the {B}.",
-    "fronted": "{R} the {B} there is {a_A} {A}.",
-    "indefinite": "{a_A} {A} is {R} {a_B} {B}.",
-    "two_relations": "the {A} is {R} the {B}, and the {C} is {R2} the {D}.",
-    "background": "the {A} is {R} the {B}, and there is {S} in the background.",
-    "count": "there are {N} objects, and the {A} is {R} the {B}.",
-}
+#: Statement kinds of a caption, drawn in a random order per image (four of seven captions
+#: state one relation; the wording of each kind comes from :mod:`.phrasing`).
+CAPTION_KINDS: tuple[str, ...] = (
+    "relation",
+    "relation",
+    "relation",
+    "relation",
+    "two_relations",
+    "background",
+    "count",
+)
 
 
 @dataclass(frozen=True)
 class CaptionSpec:
-    """A caption before rendering: template and slot values (first relation ``A R B``)."""
+    """What a caption states, before it is worded: its kind (``relation``,
+    ``two_relations``, ``background`` or ``count``) and slot values (first relation
+    ``A R B``; ``C R2 D`` a second relation, ``stuff`` a background, ``n`` the number of
+    objects). :func:`~neurogshn.data.relational.phrasing.render` words it,
+    :func:`~neurogshn.data.relational.phrasing.canonical` gives its logical form."""
 
-    template: str
+    kind: str
     a: NounPhrase
     rel: str
     b: NounPhrase
@@ -90,20 +99,9 @@ class CaptionSpec:
     stuff: str | None = None
     n: int | None = None
 
-    def render(self) -> str:
-        slots = {
-            "A": self.a.words(),
-            "B": self.b.words(),
-            "R": self.rel,
-            "a_A": article(self.a.words()),
-            "a_B": article(self.b.words()),
-            "C": self.c.words() if self.c else "",
-            "D": self.d.words() if self.d else "",
-            "R2": self.rel2 or "",
-            "S": self.stuff or "",
-            "N": NUMBER_WORDS[self.n] if self.n is not None and self.n < len(NUMBER_WORDS) else "",
-        }
-        return TEMPLATES[self.template].format(**slots)
+    def canonical(self) -> str:
+        """The statement in the scene logic's grammar (what the truth oracle parses)."""
+        return canonical(self)
 
 
 def describe(obj: SceneObject, with_size: bool) -> NounPhrase:
@@ -116,7 +114,7 @@ def _unique(scene: SceneFacts, np_: NounPhrase) -> bool:
 
 
 def make_captions(scene: SceneFacts, rng: np.random.Generator, n: int = 5) -> list[CaptionSpec]:
-    """``n`` distinct true captions (fewer only if the scene cannot give ``n`` distinct ones).
+    """``n`` true captions with distinct content (fewer only if the scene cannot give ``n``).
 
     Raises:
         ValueError: if no relation holds in the scene.
@@ -124,38 +122,37 @@ def make_captions(scene: SceneFacts, rng: np.random.Generator, n: int = 5) -> li
     rels = true_relations(scene)
     if not rels:
         raise ValueError("no spatial relation holds between the objects of this scene")
-    names = list(TEMPLATES)
-    order = [names[int(i)] for i in rng.permutation(len(names))]
+    order = [CAPTION_KINDS[int(i)] for i in rng.permutation(len(CAPTION_KINDS))]
     specs: list[CaptionSpec] = []
     seen: set[str] = set()
     attempts = 0
     while len(specs) < n and attempts < 20 * n:
-        template = order[attempts % len(order)]
+        kind = order[attempts % len(order)]
         attempts += 1
         a, r, b = rels[int(rng.integers(len(rels)))]
         size_a, size_b = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
         if a.color == b.color and a.size != b.size:
             # name both sizes, so that an attribute swap (of sizes) can be built
             size_a = size_b = True
-        spec = CaptionSpec(template, describe(a, size_a), r, describe(b, size_b))
-        if template == "two_relations":
+        spec = CaptionSpec(kind, describe(a, size_a), r, describe(b, size_b))
+        if kind == "two_relations":
             others = [t for t in rels if {t[0].id, t[2].id} != {a.id, b.id}]
             if not others:
                 continue
             c, r2, d = others[int(rng.integers(len(others)))]
             spec = replace(spec, c=describe(c, False), rel2=r2, d=describe(d, False))
-        elif template == "background":
+        elif kind == "background":
             if not scene.stuff:
                 continue
             spec = replace(spec, stuff=scene.stuff[int(rng.integers(len(scene.stuff)))])
-        elif template == "count":
+        elif kind == "count":
             spec = replace(spec, n=len(scene.objects))
         if not (_unique(scene, spec.a) and _unique(scene, spec.b)):
             continue
-        text = spec.render()
-        if text in seen or not evaluate(text, scene):
+        form = spec.canonical()
+        if form in seen or not evaluate(form, scene):
             continue
-        seen.add(text)
+        seen.add(form)
         specs.append(spec)
     return specs
 
@@ -208,18 +205,18 @@ def size_flips(spec: CaptionSpec, scene: SceneFacts) -> list[CaptionSpec]:
 
 def count_flips(spec: CaptionSpec) -> list[CaptionSpec]:
     """Candidates with the stated number of objects one more, then one fewer (a ``count``
-    caption only; numbers outside ``NUMBER_WORDS`` or below one are skipped). Needs no random
-    draw, like :func:`size_flips`."""
-    if spec.template != "count" or spec.n is None:
+    caption only; numbers above :data:`MAX_STATED_COUNT` or below two are skipped, so that
+    every count is a plural). Needs no random draw, like :func:`size_flips`."""
+    if spec.kind != "count" or spec.n is None:
         return []
-    return [replace(spec, n=n) for n in (spec.n + 1, spec.n - 1) if 1 <= n < len(NUMBER_WORDS)]
+    return [replace(spec, n=n) for n in (spec.n + 1, spec.n - 1) if 2 <= n <= MAX_STATED_COUNT]
 
 
 def stuff_replacements(spec: CaptionSpec, scene: SceneFacts) -> list[CaptionSpec]:
     """Candidates naming a background stuff class absent from ``scene`` (a ``background``
     caption only), in ``STUFF`` order starting after the stated one: no random draw, so the
     other files of a generated data set stay as they were."""
-    if spec.template != "background" or spec.stuff is None or spec.stuff not in STUFF:
+    if spec.kind != "background" or spec.stuff is None or spec.stuff not in STUFF:
         return []
     start = STUFF.index(spec.stuff)
     names = [STUFF[(start + k) % len(STUFF)] for k in range(1, len(STUFF))]
@@ -270,19 +267,19 @@ def absent_phrase(
 
 def hard_negatives(
     spec: CaptionSpec, scene: SceneFacts, rng: np.random.Generator
-) -> dict[str, str | None]:
-    """``{kind: negative text or None}`` for one caption; each negative verified false."""
-    out: dict[str, str | None] = dict.fromkeys(HARD_NEGATIVE_KINDS)
-    caption = spec.render()
+) -> dict[str, CaptionSpec | None]:
+    """``{kind: negative content or None}`` for one caption; each negative verified false."""
+    out: dict[str, CaptionSpec | None] = dict.fromkeys(HARD_NEGATIVE_KINDS)
+    caption = spec.canonical()
 
-    def accept(candidate: CaptionSpec) -> str | None:
-        text = candidate.render()
-        if text != caption and not evaluate(text, scene):
-            return text
+    def accept(candidate: CaptionSpec) -> CaptionSpec | None:
+        form = candidate.canonical()
+        if form != caption and not evaluate(form, scene):
+            return candidate
         return None
 
-    def first_accepted(candidates: list[CaptionSpec]) -> str | None:
-        return next((t for t in map(accept, candidates) if t is not None), None)
+    def first_accepted(candidates: list[CaptionSpec]) -> CaptionSpec | None:
+        return next((c for c in map(accept, candidates) if c is not None), None)
 
     out["relation_swap"] = accept(relation_swap(spec))
     out["attribute_swap"] = first_accepted(attribute_swaps(spec))
@@ -293,9 +290,9 @@ def hard_negatives(
         if new is None:
             continue
         cand = replace(spec, b=new) if which else replace(spec, a=new)
-        text = accept(cand)
-        if text is not None:
-            out["object_replace"] = text
+        found = accept(cand)
+        if found is not None:
+            out["object_replace"] = found
             break
     out["size_flip"] = first_accepted(size_flips(spec, scene))
     out["count_flip"] = first_accepted(count_flips(spec))

@@ -15,10 +15,20 @@ picks out one object.
     annotations/panoptic_{split}.json             COCO panoptic (+ "attributes" per thing)
     annotations/captions_{split}.json             COCO captions, 5 per image
     annotations/hard_negatives_{split}.json       ARO-style negatives per caption
+    annotations/groundings_{split}.json           which segments each caption's noun phrases name
+    annotations/logical_forms_{split}.json        each caption's and negative's logical form
     annotations/vqa_{split}.json, ve_{split}.json, nlvr2_{split}.json   task files
 
+and ``annotations/scenes.json``, the manifest that declares the data set as this benchmark
+(its diagnostics, :mod:`neurogshn.data.relational.adapter`, run only on data sets that do).
+
 Every image is drawn from its own random stream ``(seed, split, index)``, so changing the size
-of one split changes no other split, and the same seed gives byte-identical files.
+of one split changes no other split, and the same seed gives byte-identical files. The wording
+of each caption is drawn from a second stream ``(seed, split, 2, index)`` among the split's
+phrasing families (:mod:`neurogshn.data.relational.phrasing`). With held-out phrasings the
+``val`` and ``test`` splits get families of their own, and a ``test_seen`` split holds the
+test split's scenes and statements worded by the training families: the same images and
+content, seen wording, so the two test splits measure what the wording alone changes.
 """
 
 from __future__ import annotations
@@ -34,9 +44,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from neurogshn.data.captions import HARD_NEGATIVE_KINDS, hard_negatives, make_captions
-from neurogshn.data.logic import SceneFacts, SceneObject, true_relations
-from neurogshn.data.vocabulary import (
+from neurogshn.data.benchmarks import RELATIONAL_SCENES
+from neurogshn.data.relational.captions import (
+    HARD_NEGATIVE_KINDS,
+    CaptionSpec,
+    hard_negatives,
+    make_captions,
+)
+from neurogshn.data.relational.logic import SceneFacts, SceneObject, true_relations
+from neurogshn.data.relational.phrasing import FAMILY_SPLITS, Style, families_for, render
+from neurogshn.data.relational.vocabulary import (
     CATEGORY_IDS,
     COLOR_RGB,
     COLORS,
@@ -46,7 +63,7 @@ from neurogshn.data.vocabulary import (
     STUFF_RGB,
     coco_categories,
 )
-from neurogshn.errors import ConfigError
+from neurogshn.errors import ConfigError, DataError
 from neurogshn.utils.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -61,7 +78,13 @@ DEFAULT_SPLITS: dict[str, int] = {"train": 2000, "val": 200, "test": 1000}
 #: 2: hard negatives gained ``size_flip`` (images, captions and other files as in version 1).
 #: 3: hard negatives gained ``count_flip`` and ``stuff_replace`` (everything else as in version 2).
 #: 4: hard negatives gained ``unrelated_pair`` (everything else as in version 3).
-BENCHMARK_VERSION = 4
+#: 5: captions worded by phrasing families (held-out families for val/test on request), the
+#: ``test_seen`` split, grounding and logical-form files, ``caption_id`` in hard negatives.
+BENCHMARK_VERSION = 5
+#: The manifest's ``benchmark`` field: what declares a data set as this benchmark.
+BENCHMARK_NAME: str = RELATIONAL_SCENES
+#: Splits that show another split's scenes (same images, ids and content, other wording).
+SCENE_SOURCE: dict[str, str] = {"test_seen": "test"}
 #: NLVR2-style pairs per training image (val and test keep one per image). One pair per image
 #: let a task head memorise its 2,000 pairs instead of the quantifiers (docs/results.md).
 DEFAULT_NLVR2_TRAIN_PAIRS = 5
@@ -84,6 +107,9 @@ class Scene:
     facts: SceneFacts
     captions: list[str] = field(default_factory=list)
     negatives: list[dict[str, str | None]] = field(default_factory=list)
+    groundings: list[list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=list)
+    logical_forms: dict[str, str] = field(default_factory=dict)
+    families: list[str] = field(default_factory=list)
 
 
 def split_code(split: str) -> int:
@@ -94,6 +120,11 @@ def split_code(split: str) -> int:
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The random stream of image ``index`` of ``split``."""
     return np.random.default_rng([int(seed), split_code(split), 0, int(index)])
+
+
+def phrasing_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The random stream that words the captions of image ``index`` of ``split``."""
+    return np.random.default_rng([int(seed), split_code(split), 2, int(index)])
 
 
 def split_rng(seed: int, split: str, purpose: int) -> np.random.Generator:
@@ -283,14 +314,60 @@ def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
 
 
-def make_scene(seed: int, split: str, index: int, image_size: int = 128) -> Scene:
-    """Scene ``index`` of ``split``: image, masks, captions and hard negatives."""
-    rng = image_rng(seed, split, index)
+def draw_style(rng: np.random.Generator, families: tuple[str, ...]) -> Style:
+    """The wording choices of one caption: a family of ``families`` and one random integer
+    per choice (:class:`~neurogshn.data.relational.phrasing.Style`)."""
+    family = families[int(rng.integers(len(families)))]
+    picks = [int(v) for v in rng.integers(1 << 30, size=5)]
+    return Style(family, *picks)
+
+
+def make_scene(
+    seed: int,
+    split: str,
+    index: int,
+    image_size: int = 128,
+    families: tuple[str, ...] = FAMILY_SPLITS["train"],
+) -> Scene:
+    """Scene ``index`` of ``split``: image, masks, captions (worded by ``families``), their
+    hard negatives (worded like their caption), groundings and logical forms.
+
+    A split of :data:`SCENE_SOURCE` shows its source split's scene and statements; only the
+    wording is its own."""
+    rng = image_rng(seed, SCENE_SOURCE.get(split, split), index)
     scene = render_scene(rng, image_size)
     specs = make_captions(scene.facts, rng, n=5)
-    scene.captions = [s.render() for s in specs]
-    scene.negatives = [hard_negatives(s, scene.facts, rng) for s in specs]
+    negatives = [hard_negatives(s, scene.facts, rng) for s in specs]
+    wording = phrasing_rng(seed, split, index)
+    for spec, negs in zip(specs, negatives, strict=True):
+        style = draw_style(wording, families)
+        caption = render(spec, style)
+        scene.captions.append(caption.text)
+        scene.families.append(style.family)
+        scene.logical_forms[caption.text] = spec.canonical()
+        scene.groundings.append(_phrase_segments(scene.facts, spec, caption.spans))
+        worded: dict[str, str | None] = {}
+        for kind in HARD_NEGATIVE_KINDS:
+            neg = negs[kind]
+            text = None if neg is None else render(neg, style).text
+            if neg is not None and text is not None:
+                scene.logical_forms[text] = neg.canonical()
+            worded[kind] = text
+        scene.negatives.append(worded)
     return scene
+
+
+def _phrase_segments(
+    facts: SceneFacts, spec: CaptionSpec, spans: tuple[tuple[int, int, str], ...]
+) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Each noun phrase's characters and the segment ids of the objects it names."""
+    out = []
+    for start, end, slot in spans:
+        phrase = getattr(spec, slot)
+        ids = tuple(o.id for o in facts.match(phrase))
+        if ids:
+            out.append((start, end, ids))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +390,9 @@ def _info(seed: int, image_size: int, split: str) -> dict[str, Any]:
 
 
 def image_id_for(split: str, index: int) -> int:
-    """The image id of scene ``index`` of ``split`` (unique across splits)."""
+    """The image id of scene ``index`` of ``split`` (unique across splits, except that a split
+    of :data:`SCENE_SOURCE` shares its source's ids: they are the same images)."""
+    split = SCENE_SOURCE.get(split, split)
     base = SPLIT_ID_BASE.get(split)
     if base is None:
         base = 3_000_000 + (split_code(split) % 1000) * 1_000_000
@@ -328,18 +407,20 @@ def generate_split(
     image_size: int = 128,
     progress: bool = True,
     nlvr2_pairs_per_image: int = 1,
+    families: tuple[str, ...] = FAMILY_SPLITS["train"],
 ) -> dict[int, Scene]:
-    """Write one split (images, panoptic PNGs and JSON, captions, hard negatives, tasks).
+    """Write one split (images, panoptic PNGs and JSON, captions worded by ``families``, hard
+    negatives, groundings, logical forms, tasks).
 
     ``nlvr2_pairs_per_image``: NLVR2-style pairs with each image on the left
-    (:func:`neurogshn.data.taskgen.make_nlvr2`).
+    (:func:`neurogshn.data.relational.taskgen.make_nlvr2`).
 
     Returns:
         ``{image_id: Scene}`` of the split (its images are not kept in memory twice).
     """
     from tqdm.auto import tqdm
 
-    from neurogshn.data.taskgen import write_task_files
+    from neurogshn.data.relational.taskgen import write_task_files
 
     root = Path(out_dir)
     img_dir, pan_dir, ann_dir = (
@@ -349,12 +430,15 @@ def generate_split(
     )
     for d in (img_dir, pan_dir, ann_dir):
         d.mkdir(parents=True, exist_ok=True)
-    images, pan_anns, cap_anns, neg_items = [], [], [], []
+    images, pan_anns, cap_anns, neg_items, ground_items = [], [], [], [], []
+    forms: dict[str, str] = {}
     scenes: dict[int, Scene] = {}
     cap_id = image_id_for(split, 0) * 10
+    if split in SCENE_SOURCE:  # its own caption ids: the images are shared, not the captions
+        cap_id += 5_000_000_000
     for index in tqdm(range(n), desc=f"scenes {split}", unit="img", disable=not progress):
         image_id = image_id_for(split, index)
-        scene = make_scene(seed, split, index, image_size)
+        scene = make_scene(seed, split, index, image_size, families)
         file_name = f"{image_id:012d}.png"
         _save_png(scene.image, img_dir / file_name)
         _save_png(ids_to_rgb(scene.segment_map), pan_dir / file_name)
@@ -364,13 +448,25 @@ def generate_split(
         pan_anns.append(
             {"image_id": image_id, "file_name": file_name, "segments_info": scene.segments}
         )
-        for ci, (cap, negs) in enumerate(zip(scene.captions, scene.negatives)):
+        parts = zip(scene.captions, scene.negatives, scene.groundings, scene.families)
+        for ci, (cap, negs, phrases, family) in enumerate(parts):
             cap_anns.append({"id": cap_id, "image_id": image_id, "caption": cap})
-            cap_id += 1
             neg_items.append(
-                {"image_id": image_id, "caption_index": ci, "caption": cap}
+                {"image_id": image_id, "caption_index": ci, "caption_id": cap_id, "caption": cap}
                 | {k: negs[k] for k in HARD_NEGATIVE_KINDS}
             )
+            ground_items.append(
+                {
+                    "caption_id": cap_id,
+                    "image_id": image_id,
+                    "family": family,
+                    "phrases": [
+                        {"start": a, "end": b, "segment_ids": list(ids)} for a, b, ids in phrases
+                    ],
+                }
+            )
+            cap_id += 1
+        forms.update(scene.logical_forms)
         scene.image = np.empty((0, 0, 3), dtype=np.uint8)  # free memory; files hold it
         scenes[image_id] = scene
     info = _info(seed, image_size, split)
@@ -391,10 +487,23 @@ def generate_split(
         indent=None,
     )
     write_json_atomic(
-        ann_dir / f"hard_negatives_{split}.json", {"version": 1, "items": neg_items}, indent=None
+        ann_dir / f"hard_negatives_{split}.json", {"version": 2, "items": neg_items}, indent=None
+    )
+    write_json_atomic(
+        ann_dir / f"groundings_{split}.json", {"version": 1, "items": ground_items}, indent=None
+    )
+    write_json_atomic(
+        ann_dir / f"logical_forms_{split}.json",
+        {"version": 1, "grammar": "neurogshn.data.relational.logic", "forms": forms},
+        indent=None,
     )
     write_task_files(
-        root, split, {k: v.facts for k, v in scenes.items()}, seed, nlvr2_pairs_per_image
+        root,
+        split,
+        {k: v.facts for k, v in scenes.items()},
+        seed,
+        nlvr2_pairs_per_image,
+        rng_split=SCENE_SOURCE.get(split, split),
     )
     return scenes
 
@@ -406,22 +515,36 @@ def generate_scenes(
     image_size: int = 128,
     progress: bool = True,
     nlvr2_train_pairs: int = DEFAULT_NLVR2_TRAIN_PAIRS,
+    heldout_phrasings: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Generate the relational-scenes benchmark into ``out_dir``.
 
     Args:
         out_dir: data set root (created).
         seed: the benchmark seed; same seed, sizes and pair count → byte-identical files.
-        splits: ``{split: number of images}`` (default :data:`DEFAULT_SPLITS`).
+        splits: ``{split: number of images}`` (default :data:`DEFAULT_SPLITS`; with
+            ``heldout_phrasings`` a ``test_seen`` split as large as ``test`` is added).
         image_size: image side in pixels.
         progress: show a tqdm bar per split.
         nlvr2_train_pairs: NLVR2-style pairs per image of the ``train`` split (other splits:
             one). The first pair of each image does not depend on it.
+        heldout_phrasings: ``val`` and ``test`` are worded by phrasing families of their own,
+            which neither the training families nor each other share
+            (:data:`~neurogshn.data.relational.phrasing.FAMILY_SPLITS`); every other split by
+            the training families.
+        overwrite: write into a non-empty ``out_dir`` (files of the same names are replaced);
+            without it such a directory is refused, so that nobody's data is overwritten.
 
     Returns:
         ``out_dir`` as a ``Path``.
+
+    Raises:
+        DataError: ``out_dir`` exists, is not empty and ``overwrite`` is off.
     """
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
+    if heldout_phrasings and "test" in splits and "test_seen" not in splits:
+        splits["test_seen"] = splits["test"]
     for name, n in splits.items():
         if int(n) < 0:
             raise ConfigError(f"split {name!r}: number of images must be >= 0, got {n}")
@@ -432,13 +555,25 @@ def generate_scenes(
     if int(nlvr2_train_pairs) < 1:
         raise ConfigError(f"nlvr2_train_pairs must be >= 1, got {nlvr2_train_pairs}")
     root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise DataError(root, "exists and is not a directory")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise DataError(
+            root,
+            "is not empty: refusing to write the benchmark into it (choose a new directory, "
+            "or pass --overwrite to replace the files of the same names)",
+        )
+    families = {name: families_for(name, heldout_phrasings) for name in splits}
     manifest = {
-        "benchmark": "neurogshn relational scenes",
+        "benchmark": BENCHMARK_NAME,
         "version": BENCHMARK_VERSION,
         "seed": int(seed),
         "image_size": int(image_size),
         "splits": {k: int(v) for k, v in splits.items()},
         "nlvr2_train_pairs_per_image": int(nlvr2_train_pairs),
+        "heldout_phrasings": bool(heldout_phrasings),
+        "phrasing_families": {k: list(v) for k, v in families.items()},
+        "scene_source": {k: v for k, v in SCENE_SOURCE.items() if k in splits},
     }
 
     def write(target: Path) -> None:
@@ -452,12 +587,13 @@ def generate_scenes(
                 image_size=image_size,
                 progress=progress,
                 nlvr2_pairs_per_image=int(nlvr2_train_pairs) if name == "train" else 1,
+                families=families[name],
             )
         write_json_atomic(target / "annotations" / "scenes.json", manifest)
 
     if root.is_dir() and any(root.iterdir()):
-        # an existing, non-empty directory: files are overwritten in place (each JSON
-        # atomically; the manifest last)
+        # --overwrite into an existing, non-empty directory: files are replaced in place
+        # (each JSON atomically; the manifest last)
         log.info("generating into existing directory %s (files are overwritten)", root)
         write(root)
     else:

@@ -1,9 +1,9 @@
 """Task files of the relational-scenes benchmark: VQA, visual entailment, NLVR2-style pairs.
 
 Questions and statements come from templates; their answers and labels come from
-:mod:`neurogshn.data.logic` evaluated on the scene (never from the template). Yes/no answers,
-entailment labels and pair truth values are balanced by drawing, per item, the label that is
-currently rarest and searching candidates that the logic gives that label.
+:mod:`neurogshn.data.relational.logic` evaluated on the scene (never from the template). Yes/no
+answers, entailment labels and pair truth values are balanced by drawing, per item, the label that
+is currently rarest and searching candidates that the logic gives that label.
 
 Schemas (docs/data.md):
 
@@ -12,7 +12,7 @@ Schemas (docs/data.md):
 - ``ve_{split}.json``: ``{"labels": [...], "items": [{"id", "image_id", "statement",
   "label"}]}``
 - ``nlvr2_{split}.json``: ``{"items": [{"id", "left_image_id", "right_image_id",
-  "statement", "label"}]}``
+  "statement", "label", "type"}]}`` (``type``: the statement's form, for per-form accuracy)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from neurogshn.data.logic import (
+from neurogshn.data.relational.logic import (
     PAIR_QUANTIFIERS,
     VE_LABELS,
     NounPhrase,
@@ -36,9 +36,10 @@ from neurogshn.data.logic import (
     article,
     entailment_label,
     evaluate_pair,
+    pair_statement_kind,
     true_relations,
 )
-from neurogshn.data.vocabulary import (
+from neurogshn.data.relational.vocabulary import (
     COLORS,
     CONVERSE,
     NUMBER_WORDS,
@@ -389,6 +390,7 @@ def make_nlvr2(
                     "right_image_id": int(right_id),
                     "statement": made[0],
                     "label": made[1],
+                    "type": pair_statement_kind(made[0]),
                 }
             )
     return {"items": items}
@@ -407,15 +409,17 @@ def write_task_files(
     facts: Mapping[int, SceneFacts],
     seed: int,
     nlvr2_pairs_per_image: int = 1,
+    rng_split: str | None = None,
 ) -> dict[str, Path]:
     """Write ``annotations/{vqa,ve,nlvr2}_{split}.json`` for the scenes ``facts``
-    (``nlvr2_pairs_per_image``: :func:`make_nlvr2`'s ``pairs_per_image``)."""
-    from neurogshn.data.scenes import split_rng
+    (``nlvr2_pairs_per_image``: :func:`make_nlvr2`'s ``pairs_per_image``; ``rng_split``: the
+    split whose random streams draw the items, default ``split``)."""
+    from neurogshn.data.relational.scenes import split_rng
 
     makers = TASK_MAKERS | {"nlvr2": partial(make_nlvr2, pairs_per_image=nlvr2_pairs_per_image)}
     out = {}
     for k, (name, maker) in enumerate(makers.items()):
-        data = maker(facts, split_rng(seed, split, k))
+        data = maker(facts, split_rng(seed, rng_split or split, k))
         path = Path(root) / "annotations" / f"{name}_{split}.json"
         write_json_atomic(path, data, indent=None)
         out[name] = path

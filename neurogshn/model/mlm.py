@@ -1,0 +1,297 @@
+r"""Image-conditioned masked language modelling over the text encoder's whole vocabulary.
+
+A caption word is replaced by one mask token per word piece ("the red circle [MASK] the blue
+square"), the masked caption goes through the text encoder and the cross-modal encoder of the
+ITM head (which reads the scene graph's nodes), and :class:`MaskedTokenHead` predicts each
+masked piece over the tokenizer's whole vocabulary, with the output layer tied to the text
+transformer's frozen input word embeddings :math:`E \in \mathbb{R}^{V\times H}`
+(ALBEF, Li et al. 2021; BLIP, Li et al. 2022):
+
+.. math::
+    p(x \mid \text{image}, \tilde t) = \mathrm{softmax}\big(E\,\mathrm{LN}(\mathrm{GELU}(W h_m))
+    + b\big)_x
+
+with :math:`h_m` the cross-modal state at the mask. Tying to :math:`E` is what makes the head
+open-vocabulary: a word the training captions never used still has an embedding next to its
+synonyms', so "beneath" is scored by what the head learnt for "below".
+
+Which words. Any word can be masked; *content* words more often. What is content is decided
+from the training captions, not from a word list: :class:`TokenStatistics` counts in how many
+captions each token occurs, and a word's weight is the inverse document frequency of its
+rarest piece, :math:`\mathrm{idf}(w) = \max_{x \in w} \log\frac{N + 1}{\mathrm{df}(x) + 1}`.
+Articles, copulas and punctuation occur in most captions and get a weight near 0; nouns,
+adjectives, numerals and prepositions get more; a word no training caption used gets the
+largest weight.
+
+Text-only prior. Some of the masked captions are paired with a learned *null image* (a single
+node) instead of their own (``image_dropout``), so the same encoder also learns
+:math:`q(x \mid \tilde t)`, what the text alone predicts. The match evidence of a caption is the
+image-conditioned pointwise mutual information of its content words,
+
+.. math::
+    \mathrm{PMI}(w) = \log p(w \mid \text{image}, \tilde t_w) - \log q(w \mid \tilde t_w),
+
+(each word masked in turn, its pieces' log-probabilities summed): positive when the image makes
+the stated word more likely than the text alone does, whatever the wording.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class CaptionWord:
+    """One word of a tokenised caption: characters ``[start, end)`` and the indices and ids of
+    its word pieces in the tokenizer's output (special tokens included in the indexing)."""
+
+    start: int
+    end: int
+    token_index: tuple[int, ...]
+    token_ids: tuple[int, ...]
+
+
+def caption_words(
+    tokenizer: object, texts: Sequence[str], max_length: int
+) -> list[list[CaptionWord]]:
+    """The words of each text as the tokenizer's pre-tokenizer splits them (whitespace and
+    punctuation), each with its pieces; words truncated away are left out.
+
+    Args:
+        tokenizer: a Hugging Face *fast* tokenizer (``word_ids`` and offsets).
+        texts: captions.
+        max_length: truncation length (as the text encoder's).
+    """
+    if not texts:
+        return []
+    enc = tokenizer(  # type: ignore[operator]
+        list(texts), truncation=True, max_length=max_length, return_offsets_mapping=True
+    )
+    out = []
+    for i in range(len(texts)):
+        ids = enc["input_ids"][i]
+        offsets = enc["offset_mapping"][i]
+        groups: dict[int, list[int]] = {}
+        for t, w in enumerate(enc.word_ids(i)):
+            if w is not None:
+                groups.setdefault(w, []).append(t)
+        words = []
+        for _, pieces in sorted(groups.items()):
+            start, end = int(offsets[pieces[0]][0]), int(offsets[pieces[-1]][1])
+            words.append(CaptionWord(start, end, tuple(pieces), tuple(int(ids[t]) for t in pieces)))
+        out.append(words)
+    return out
+
+
+def mask_word(text: str, word: CaptionWord, mask_token: str) -> str:
+    """``text`` with ``word`` replaced by one ``mask_token`` per piece (space-separated)."""
+    masks = " ".join([mask_token] * len(word.token_ids))
+    return text[: word.start] + masks + text[word.end :]
+
+
+class TokenStatistics(nn.Module):
+    r"""Document frequencies of the tokenizer's tokens over a caption corpus, kept as buffers
+    (saved with the model): ``document_frequency`` ``V`` and ``documents`` (scalar).
+
+    :meth:`word_weight` is the inverse document frequency of a word's rarest piece; before
+    :meth:`fit` every word weighs 1.
+
+    Args:
+        vocab_size: the tokenizer's vocabulary size ``V``.
+    """
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.register_buffer("document_frequency", torch.zeros(vocab_size))
+        self.register_buffer("documents", torch.zeros(()))
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.documents > 0)
+
+    @torch.no_grad()
+    def fit(self, tokenizer: object, captions: Sequence[str], max_length: int) -> None:
+        """Count, over ``captions``, the captions each token occurs in (replaces earlier
+        counts)."""
+        df = torch.zeros_like(self.document_frequency)
+        for start in range(0, len(captions), 4096):
+            enc = tokenizer(  # type: ignore[operator]
+                list(captions[start : start + 4096]),
+                truncation=True,
+                max_length=max_length,
+                add_special_tokens=False,
+            )
+            for ids in enc["input_ids"]:
+                if ids:
+                    df[torch.tensor(sorted(set(ids)), dtype=torch.long)] += 1
+        self.document_frequency.copy_(df)
+        self.documents.fill_(float(len(captions)))
+
+    def word_stats(self, words: Sequence[CaptionWord]) -> list[tuple[float, float]]:
+        """``(word_weight, document_fraction)`` of each word, in one pass over the counts."""
+        n = float(self.documents)
+        if n <= 0:
+            return [(1.0, 0.0)] * len(words)
+        df = self.document_frequency.tolist()
+        out = []
+        for w in words:
+            rarest = min(df[t] for t in w.token_ids)
+            out.append((math.log((n + 1.0) / (rarest + 1.0)), rarest / n))
+        return out
+
+    def word_weight(self, word: CaptionWord) -> float:
+        r""":math:`\max_{x \in w} \log\frac{N+1}{\mathrm{df}(x)+1}` (1 before :meth:`fit`)."""
+        n = float(self.documents)
+        if n <= 0:
+            return 1.0
+        df = min(float(self.document_frequency[t]) for t in word.token_ids)
+        return math.log((n + 1.0) / (df + 1.0))
+
+    def document_fraction(self, word: CaptionWord) -> float:
+        """Fraction of the corpus' captions that contain the word's rarest piece (0 before
+        :meth:`fit`)."""
+        n = float(self.documents)
+        if n <= 0:
+            return 0.0
+        return min(float(self.document_frequency[t]) for t in word.token_ids) / n
+
+
+class MaskedTokenHead(nn.Module):
+    r"""Prediction of masked word pieces over the whole vocabulary, tied to the text model's
+    word embeddings: :math:`\mathrm{logits} = E\,\mathrm{LN}(\mathrm{GELU}(W h)) + b`.
+
+    The embedding matrix ``E`` is not a parameter of this module (it belongs to the text
+    encoder and stays frozen); it is passed to :meth:`forward`.
+
+    Args:
+        dim: cross-modal state size ``D``.
+        hidden: the word embeddings' size ``H``.
+        vocab_size: ``V``.
+
+    Shapes:
+        - states ``M×D``, embeddings ``V×H`` → logits ``M×V``
+    """
+
+    def __init__(self, dim: int, hidden: int, vocab_size: int) -> None:
+        super().__init__()
+        self.transform = nn.Linear(dim, hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def reset_parameters(self) -> None:
+        self.transform.reset_parameters()
+        self.norm.reset_parameters()
+        nn.init.zeros_(self.bias)
+
+    def forward(self, states: Tensor, embeddings: Tensor) -> Tensor:
+        h = self.norm(nn.functional.gelu(self.transform(states)))
+        return h @ embeddings.to(h.dtype).T + self.bias
+
+    def log_prob(self, states: Tensor, embeddings: Tensor, targets: Tensor) -> Tensor:
+        """``log p(target)`` of each row, in chunks (the ``M×V`` logits are not all kept).
+
+        Shapes:
+            states ``M×D``, targets ``M`` → ``M``
+        """
+        out = []
+        for start in range(0, states.shape[0], 512):
+            logits = self(states[start : start + 512], embeddings).float()
+            t = targets[start : start + 512, None]
+            out.append((logits.gather(1, t) - logits.logsumexp(-1, keepdim=True)).squeeze(1))
+        return torch.cat(out) if out else states.new_zeros(0)
+
+
+@dataclass
+class MaskedCaptions:
+    """Masked copies of captions and what their masks hide.
+
+    Attributes:
+        texts: ``R`` masked strings.
+        rows: ``R`` index of the caption each masked string comes from.
+        piece_row: ``M`` masked string of each hidden piece.
+        piece_index: ``M`` token index of the piece in its masked string.
+        targets: ``M`` token id of the hidden piece.
+        piece_word: ``M`` index of the hidden *word* the piece belongs to (words numbered
+            over the whole batch; ``W`` words).
+        num_words: ``W``.
+    """
+
+    texts: list[str]
+    rows: Tensor
+    piece_row: Tensor
+    piece_index: Tensor
+    targets: Tensor
+    piece_word: Tensor
+    num_words: int
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def masked_captions(
+    tokenizer: object,
+    texts: Sequence[str],
+    words: Sequence[Sequence[Sequence[CaptionWord]]],
+    max_length: int,
+    device: torch.device | str = "cpu",
+) -> MaskedCaptions:
+    """Build masked strings: for caption ``i``, one masked copy per entry of ``words[i]``,
+    with every word of that entry masked (one mask token per piece).
+
+    A copy whose masks do not land where the hidden pieces were (a tokenizer that merges
+    across the replaced span; not the case for BERT-style pre-tokenizers) is left out.
+    """
+    mask_token = str(tokenizer.mask_token)  # type: ignore[attr-defined]
+    mask_id = int(tokenizer.mask_token_id)  # type: ignore[attr-defined]
+    candidates: list[tuple[int, str, Sequence[CaptionWord]]] = []
+    for i, (text, groups) in enumerate(zip(texts, words, strict=True)):
+        for group in groups:
+            if not group:
+                continue
+            masked = text
+            for w in sorted(group, key=lambda w: -w.start):
+                masked = mask_word(masked, w, mask_token)
+            candidates.append((i, masked, group))
+    enc = (
+        tokenizer(  # type: ignore[operator]
+            [c[1] for c in candidates], truncation=True, max_length=max_length
+        )
+        if candidates
+        else {"input_ids": []}
+    )
+    out_texts, rows, piece_row, piece_index, targets, piece_word = [], [], [], [], [], []
+    num_words = 0
+    for (i, masked, group), ids in zip(candidates, enc["input_ids"], strict=True):
+        pieces = [(t, x) for w in group for t, x in zip(w.token_index, w.token_ids, strict=True)]
+        if not all(t < len(ids) and ids[t] == mask_id for t, _ in pieces):
+            continue
+        if sum(1 for x in ids if x == mask_id) != len(pieces):
+            continue
+        r = len(out_texts)
+        out_texts.append(masked)
+        rows.append(i)
+        for w in group:
+            for t, x in zip(w.token_index, w.token_ids, strict=True):
+                piece_row.append(r)
+                piece_index.append(t)
+                targets.append(x)
+                piece_word.append(num_words)
+            num_words += 1
+
+    def tensor(v: list[int]) -> Tensor:
+        return torch.tensor(v, dtype=torch.long, device=device)
+
+    return MaskedCaptions(
+        out_texts,
+        tensor(rows),
+        tensor(piece_row),
+        tensor(piece_index),
+        tensor(targets),
+        tensor(piece_word),
+        num_words,
+    )
