@@ -348,23 +348,22 @@ def run_one(
     device: str = "cpu",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Pretrain one variant with one seed (:func:`neurogshn.training.run.run_pretraining`,
+    """Pretrain one variant with one seed (:func:`neurogshn.jobs.pretrain.run_pretraining`,
     which also evaluates retrieval + hard negatives on the eval split), then fine-tune a VQA
     head (backbone frozen) on the training split and score it on the eval split."""
     import shutil
 
+    from neurogshn.graph.config import graph_getter, load_graphs
+    from neurogshn.jobs.pretrain import run_pretraining
     from neurogshn.model.gshn import GSHN
-    from neurogshn.tasks.evaluate import graph_getter, load_graphs
     from neurogshn.tasks.finetune import (
         FinetuneConfig,
-        GraphSpec,
         build_task_model,
         evaluate_task,
         filter_examples,
         finetune,
         load_task_examples,
     )
-    from neurogshn.training.run import run_pretraining
     from neurogshn.utils.runtime import resolve_device
 
     run_dir = work / f"{variant}-seed{seed}"
@@ -380,7 +379,7 @@ def run_one(
     # VQA: the same fixed budget for every variant; backbone frozen, so VQA measures what the
     # pretrained representation carries.
     model = GSHN.from_pretrained(pre.final_dir, device=dev)
-    spec = GraphSpec(cfg.graph.segmenter, cfg.graph.backbone, cfg.graph.nodes, cfg.graph.edges)
+    spec = cfg.graph
     split = cfg.data.eval_split
     labels, train_ex, _ = load_task_examples(data_root, "vqa", cfg.data.train_split)
     train_graphs = load_graphs(
@@ -452,16 +451,16 @@ def prebuild_graph_caches(
     One cache per distinct (segmenter, backbone, nodes, edges, cache_dir, split) among the
     variants' configurations (``graph.nodes`` panoptic/patches/boxes, ``graph.edges``
     full/none; ``--set`` may change any of them), for the pretraining and evaluation splits.
-    Each is loaded with :func:`neurogshn.training.run.load_split`, the function
-    :func:`~neurogshn.training.run.run_pretraining` uses, with the same arguments (the cache
+    Each is loaded with :func:`neurogshn.jobs.pretrain.load_split`, the function
+    :func:`~neurogshn.jobs.pretrain.run_pretraining` uses, with the same arguments (the cache
     key does not depend on the device, which only runs the backbone).
 
     Returns:
         One record per cache: the graph settings, ``split``, ``path`` of the entry and
         ``mtime_ns`` (newest file in it; a later rebuild would change it).
     """
+    from neurogshn.jobs.pretrain import load_split
     from neurogshn.training.distributed import DistInfo
-    from neurogshn.training.run import load_split
     from neurogshn.utils.runtime import resolve_device
 
     seen: set[tuple[Any, ...]] = set()

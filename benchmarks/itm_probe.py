@@ -98,7 +98,7 @@ class ProbeHead(nn.Module):
 
     def __init__(self, config: Any, node_dim: int) -> None:
         super().__init__()
-        from neurogshn.losses.itm import ITMHead
+        from neurogshn.model.itm import ITMHead
 
         d = config.embed_dim
         self.proj: nn.Module = nn.Identity() if node_dim == d else nn.Linear(node_dim, d)
@@ -139,14 +139,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
 
     from neurogshn.data.tasks import load_hard_negatives
+    from neurogshn.graph.config import GraphConfig
     from neurogshn.model.gshn import GSHN
-    from neurogshn.tasks.finetune import GraphSpec
 
     model = GSHN.from_pretrained(args.checkpoint, device=args.device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     dev = model.device
-    spec = GraphSpec.from_checkpoint(args.checkpoint)
+    spec = GraphConfig.from_checkpoint(args.checkpoint)
     t0 = time.perf_counter()
     items, images = {}, {}
     for split in (args.train_split, args.eval_split):

@@ -63,16 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from neurogshn.data.tasks import load_hard_negatives, task_path
+    from neurogshn.graph.config import GraphConfig, load_graphs
     from neurogshn.model.gshn import GSHN
-    from neurogshn.tasks.evaluate import load_graphs
-    from neurogshn.tasks.finetune import GraphSpec
     from neurogshn.utils.runtime import resolve_device
 
     device = resolve_device(args.device)
     model = GSHN.from_pretrained(args.checkpoint, device=device).eval()
     if not model.has_token_head:
         parser.error(f"{args.checkpoint} has no masked-token head (itm_mlm_weight=0)")
-    spec = GraphSpec.from_checkpoint(args.checkpoint)
+    spec = GraphConfig.from_checkpoint(args.checkpoint)
     graphs = load_graphs(args.data, args.split, spec, progress=False, device=device)
     items = load_hard_negatives(task_path(args.data, "hard_negatives", args.split)).items
     items = items[: args.max_items] if args.max_items else items

@@ -28,9 +28,8 @@ from pathlib import Path
 import torch
 
 from neurogshn.data.coco import CocoPanopticDataset
+from neurogshn.graph.config import GraphConfig, load_graphs
 from neurogshn.model.gshn import GSHN
-from neurogshn.tasks.evaluate import load_graphs
-from neurogshn.tasks.finetune import GraphSpec
 from neurogshn.tasks.metrics import retrieval_metrics
 from neurogshn.tasks.retrieval import (
     caption_match_counts,
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.checkpoint}: the model has no ITM head, nothing to re-rank", file=sys.stderr)
         return 2
     graphs = load_graphs(
-        args.data, args.split, GraphSpec.from_checkpoint(args.checkpoint), progress=False
+        args.data, args.split, GraphConfig.from_checkpoint(args.checkpoint), progress=False
     )
     coco = CocoPanopticDataset(args.data, args.split)
     table = sweep(model, graphs, coco, ks, weights, args.batch_size, pool_norms)

@@ -154,7 +154,7 @@ for c in test_set[0].captions:
     md("""
 ## 2 · Train a tiny GSHN (or load a checkpoint)
 
-`neurogshn.training.run.run_pretraining` is what `neurogshn pretrain` runs: it builds the scene
+`neurogshn.jobs.pretrain.run_pretraining` is what `neurogshn pretrain` runs: it builds the scene
 graphs (ground-truth segments, EfficientNet-Lite0 features), pretrains with the four objectives
 (image-text contrastive ITC, spatio-temporal contrastive CL, Spiked Text Learning STL,
 image-text matching ITM) and evaluates retrieval before and after training. The tiny
@@ -164,7 +164,7 @@ accuracies 50 %, and the tiny run stays near chance.
 """),
     code("""
 from neurogshn.model import GSHN
-from neurogshn.training.run import run_pretraining, summary_table
+from neurogshn.jobs.pretrain import run_pretraining, summary_table
 
 if CHECKPOINT is None:
     outcome = run_pretraining(tiny_train_config(ROOT), WORK / "run", log=print)
@@ -193,9 +193,9 @@ from dataclasses import asdict
 from torch_geometric.data import Batch
 
 from neurogshn.graph.cache import load_graph_dataset
-from neurogshn.tasks.finetune import GraphSpec
+from neurogshn.graph.config import GraphConfig
 
-spec = GraphSpec.from_checkpoint(CHECKPOINT)
+spec = GraphConfig.from_checkpoint(CHECKPOINT)
 graphs = load_graph_dataset(ROOT, "test", progress=False, **asdict(spec))
 chosen = [graphs.get_by_image_id(test_set[i].image_id) for i in range(4)]
 with torch.no_grad():
@@ -620,7 +620,7 @@ seconds; the export does not care how good the model is).
 """),
     code("""
 from neurogshn.data.relational.scenes import generate_scenes
-from neurogshn.training.run import run_pretraining
+from neurogshn.jobs.pretrain import run_pretraining
 
 ROOT = generate_scenes(WORK / "scenes", seed=0, splits={"train": 24, "val": 8, "test": 8},
                        image_size=96, progress=False)

@@ -85,8 +85,8 @@ def load_config(args: argparse.Namespace):  # -> TrainConfig
 
 
 def run(args: argparse.Namespace) -> int:
+    from neurogshn.jobs.pretrain import resolve_run_dir, run_pretraining, summary_table
     from neurogshn.training.distributed import env_world_size
-    from neurogshn.training.run import resolve_run_dir, run_pretraining, summary_table
 
     t0 = time.perf_counter()
     cfg = load_config(args)

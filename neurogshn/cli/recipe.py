@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurogshn.training.recipe import Recipe, format_plan, plan_recipe, run_recipe
+    from neurogshn.jobs.recipe import Recipe, format_plan, plan_recipe, run_recipe
 
     recipe = Recipe.from_json(args.recipe)
     out = args.out if args.out is not None else Path("runs") / recipe.name

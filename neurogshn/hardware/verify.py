@@ -236,9 +236,9 @@ def load_data_inputs(
     from dataclasses import asdict
 
     from neurogshn.graph.cache import load_graph_dataset
-    from neurogshn.tasks.finetune import GraphSpec
+    from neurogshn.graph.config import GraphConfig
 
-    spec = GraphSpec.from_checkpoint(checkpoint) if checkpoint is not None else GraphSpec()
+    spec = GraphConfig.from_checkpoint(checkpoint) if checkpoint is not None else GraphConfig()
     graphs = load_graph_dataset(data_root, split, progress=progress, **asdict(spec))
     n = len(graphs) if n_images is None else min(n_images, len(graphs))
     if n == 0:

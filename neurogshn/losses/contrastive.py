@@ -33,32 +33,12 @@ cost at ``O(max_nodes²)``. The gradient reaches the spiking weights through Nor
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.utils import scatter
-
-
-class SpatioTemporalHead(nn.Module):
-    """Projection head ``h`` of the CL objective (Linear–ReLU–Linear).
-
-    Shapes:
-        - rates: ``*×H`` → ``*×P``
-    """
-
-    def __init__(self, in_features: int, out_features: int = 64) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(in_features, in_features), nn.ReLU(), nn.Linear(in_features, out_features)
-        )
-
-    def reset_parameters(self) -> None:
-        for m in self.net:
-            if isinstance(m, nn.Linear):
-                m.reset_parameters()
-
-    def forward(self, rates: Tensor) -> Tensor:
-        return F.normalize(self.net(rates), dim=-1)
 
 
 def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
@@ -78,7 +58,7 @@ def spatiotemporal_cl_loss(
     spikes: Tensor,
     node_batch: Tensor,
     num_graphs: int,
-    head: SpatioTemporalHead,
+    head: Callable[[Tensor], Tensor],
     windows: int = 2,
     temperature: float = 0.2,
     max_nodes: int = 512,

@@ -20,35 +20,9 @@ what forces the text tower to encode word order.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-
-class LogitScale(nn.Module):
-    r"""Learned inverse temperature :math:`s = \min(e^\theta, s_{max})`.
-
-    Initialised at :math:`\theta_0 = \log(1/\tau_0)`.
-
-    Args:
-        temperature_init: initial temperature :math:`\tau_0`.
-        max_scale: upper clamp of :math:`s` (CLIP uses 100).
-    """
-
-    def __init__(self, temperature_init: float = 0.07, max_scale: float = 100.0) -> None:
-        super().__init__()
-        self.temperature_init = float(temperature_init)
-        self.max_scale = float(max_scale)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / self.temperature_init)))
-
-    def reset_parameters(self) -> None:
-        with torch.no_grad():
-            self.log_scale.fill_(math.log(1.0 / self.temperature_init))
-
-    def forward(self) -> Tensor:
-        return self.log_scale.clamp(max=math.log(self.max_scale)).exp()
+from torch import Tensor
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:

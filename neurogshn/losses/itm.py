@@ -1,26 +1,5 @@
-r"""Image-text matching (ITM): a cross-encoder over caption tokens and scene-graph nodes.
-
-Head (:class:`ITMHead`, BLIP-style fusion, Li et al. 2022; blocks in
-:mod:`neurogshn.model.crossmodal`): the caption's token embeddings plus a learned token-index
-embedding (``token_position``; without it word order is nearly invisible to the head, see that
-module) go through ``itm_layers`` pre-norm fusion blocks, each
-
-.. math::
-    h \leftarrow h + \mathrm{SA}(\mathrm{LN}(h)) \;[\text{if self\_attention}],\quad
-    h \leftarrow h + \mathrm{CA}(\mathrm{LN}(h), \mathrm{LN}(\tilde V)),\quad
-    h \leftarrow h + \mathrm{FFN}(\mathrm{LN}(h))
-
-where the nodes the tokens cross-attend to carry their position (if ``node_position``):
-:math:`\tilde V_n = V'_n + W_p\,\phi(p_n)`, :math:`p_n \in [0,1]^2` the node centroid
-(``graphs.pos``) and :math:`\phi(p) = [p, \sin(2^k\pi p), \cos(2^k\pi p)]_{k<K}` Fourier
-features. The masked mean of the final token states goes through a linear classifier with two
-logits (no match / match); the *match score* of a pair is ``logit[1] - logit[0]``.
-
-Why both parts: to tell "a red circle left of a blue square" from its relation-swapped twin a
-token must fetch the *position* of the node it names (cross-attention to position-carrying
-nodes), and the tokens must then *compare* what they fetched (self-attention after the
-cross-attention). A single cross-attention block followed by mean pooling can do neither; it
-aligns objects but stays at chance on relations (docs/model.md, "Relational matching").
+r"""Image-text matching (ITM) loss: the cross-encoder (:class:`~neurogshn.model.itm.ITMHead`)
+classifies image-caption pairs as match / no match.
 
 Pairs per batch of ``B`` images with captions:
 
@@ -42,135 +21,14 @@ deterministic). Mining similarities are detached.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from neurogshn.model.crossmodal import CrossModalEncoder
-from neurogshn.model.mlm import MaskedTokenHead
-
-
-class ITMHead(CrossModalEncoder):
-    """Cross-encoder matching head (see module docstring): a
-    :class:`~neurogshn.model.crossmodal.CrossModalEncoder`, a final LayerNorm, the masked mean
-    of the token states and a 2-way classifier (no match / match); optionally a masked-token
-    head over the text model's vocabulary (:mod:`neurogshn.model.mlm`) on the same states, and
-    the learned null image its text-only prior reads.
-
-    Args:
-        dim: embedding size ``D``.
-        heads: attention heads.
-        layers: fusion blocks.
-        dropout: dropout.
-        node_position: add a learned encoding of the node centroids to the nodes (then
-            ``node_pos`` is required).
-        self_attention: token self-attention in every block.
-        token_position: add a learned token-index embedding to the caption tokens.
-        max_tokens: positions of that embedding (at least the tokenizer's length).
-        attention_sink: every cross-attention also attends to a learned null node, which
-            lets the head count (:mod:`neurogshn.model.crossmodal`).
-        vocab_size: the text model's vocabulary ``V`` (0: no masked-token head).
-        word_dim: the text model's word-embedding size ``H`` (with ``vocab_size``).
-
-    Shapes:
-        - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
-          node_mask ``P×N``, node_pos ``P×N×2`` → logits ``P×2`` (and, with
-          ``return_attention``, the first block's cross-attention ``P×L×N``)
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        heads: int = 4,
-        layers: int = 1,
-        dropout: float = 0.1,
-        node_position: bool = False,
-        self_attention: bool = False,
-        token_position: bool = False,
-        max_tokens: int = 64,
-        attention_sink: bool = False,
-        vocab_size: int = 0,
-        word_dim: int = 0,
-    ) -> None:
-        super().__init__(
-            dim,
-            heads,
-            layers,
-            dropout,
-            node_position,
-            self_attention,
-            token_position,
-            max_tokens,
-            attention_sink,
-        )
-        self.norm = nn.LayerNorm(dim)
-        self.classifier = nn.Linear(dim, 2)
-        self.token_head = MaskedTokenHead(dim, word_dim, vocab_size) if vocab_size > 0 else None
-        self.null_image = nn.Parameter(0.02 * torch.randn(dim)) if vocab_size > 0 else None
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        self.norm.reset_parameters()
-        self.classifier.reset_parameters()
-        if self.token_head is not None:
-            self.token_head.reset_parameters()
-        if self.null_image is not None:
-            nn.init.normal_(self.null_image, std=0.02)
-
-    def token_states(
-        self,
-        tokens: Tensor,
-        token_mask: Tensor,
-        nodes: Tensor,
-        node_mask: Tensor,
-        node_pos: Tensor | None = None,
-    ) -> Tensor:
-        """The final (normalised) cross-modal token states ``P×L×D``."""
-        h, _ = CrossModalEncoder.forward(self, tokens, token_mask, nodes, node_mask, node_pos)
-        return self.norm(h)
-
-    def null_nodes(self, count: int, with_pos: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-        """``count`` copies of the null image: nodes ``count×1×D``, mask ``count×1`` and, when
-        ``with_pos``, centroids ``count×1×2`` at the image centre."""
-        if self.null_image is None:
-            raise ValueError("this ITM head has no null image (no masked-token head)")
-        nodes = self.null_image.expand(count, 1, -1)
-        mask = torch.ones(count, 1, dtype=torch.bool, device=nodes.device)
-        pos = nodes.new_full((count, 1, 2), 0.5) if with_pos else None
-        return nodes, mask, pos
-
-    def forward(  # type: ignore[override]
-        self,
-        tokens: Tensor,
-        token_mask: Tensor,
-        nodes: Tensor,
-        node_mask: Tensor,
-        node_pos: Tensor | None = None,
-        return_attention: bool = False,
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        h, attentions = super().forward(
-            tokens, token_mask, nodes, node_mask, node_pos, return_attention
-        )
-        h = self.norm(h)
-        m = token_mask.bool().unsqueeze(-1).to(h.dtype)
-        logits = self.classifier((h * m).sum(1) / m.sum(1).clamp_min(1.0))
-        if return_attention:
-            return logits, attentions[0]
-        return logits
-
-    def score(
-        self,
-        tokens: Tensor,
-        token_mask: Tensor,
-        nodes: Tensor,
-        node_mask: Tensor,
-        node_pos: Tensor | None = None,
-    ) -> Tensor:
-        """Match score ``logit[match] - logit[no match]`` of each pair (``P``)."""
-        logits = self(tokens, token_mask, nodes, node_mask, node_pos)
-        return logits[:, 1] - logits[:, 0]
+if TYPE_CHECKING:
+    from neurogshn.model.itm import ITMHead
 
 
 def _sample_negatives(sim: Tensor, forbidden: Tensor, temperature: float = 0.05) -> Tensor:

@@ -237,8 +237,9 @@ class PretrainingObjective:
                 total = total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
             if model.config.itm_mlm_weight > 0 and model.itm_head.token_head is not None:
                 pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
-                mlm = mlm_loss(model, batch.captions, nodes, node_mask, pos)
-                if mlm is not None:
+                predicted = model.masked_word_logits(batch.captions, nodes, node_mask, pos)
+                if predicted is not None:
+                    mlm = mlm_loss(predicted)
                     out["itm_mlm"] = mlm.loss
                     out["diag/mlm_accuracy"] = mlm.accuracy
                     if not torch.isnan(mlm.prior_accuracy):

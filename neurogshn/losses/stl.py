@@ -1,10 +1,11 @@
 r"""Spiked Text Learning (STL): text features, spike-encoded, teach the visual spiking codes.
 
-Spiking text projector (:class:`SpikingTextProjector`). Each content token's feature
-:math:`e_t \in \mathbb{R}^D` (the text encoder's token embedding; special tokens and padding
-excluded; detached by default so that the text encoder is the teacher and is trained by ITC/ITM
-only) drives, as a constant input current :math:`W_s\,\mathrm{LN}(e_t) + b_s` over the same
-``T`` steps and with the same LIF neuron model as the visual spiking encoder, ``H`` LIF neurons
+Spiking text projector (:class:`~neurogshn.model.heads.SpikingTextProjector`). Each content
+token's feature :math:`e_t \in \mathbb{R}^D` (the text encoder's token embedding; special
+tokens and padding excluded; detached by default so that the text encoder is the teacher and is
+trained by ITC/ITM only) drives, as a constant input current
+:math:`W_s\,\mathrm{LN}(e_t) + b_s` over the same ``T`` steps and with the same LIF neuron
+model as the visual spiking encoder, ``H`` LIF neurons
 (``H`` = size of the visual code ``E_SNN``). Its firing rates :math:`y_t \in \{0,1/T,…,1\}^H`
 are the token's spike code — a discrete code in the same space as the visual one.
 
@@ -38,70 +39,10 @@ the visual SNN (through the surrogate) and the projector.
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from neurogshn.losses.itc import soft_cross_entropy
-from neurogshn.model.spiking import LIFNeuronParameters, lif_layer_run
-
-
-class SpikingTextProjector(nn.Module):
-    """Linear + LIF over ``T`` steps: token features → token spike codes.
-
-    Args:
-        in_features: token feature size ``D``.
-        out_features: code size ``H`` (the visual ``E_SNN`` size).
-        time_steps: ``T``.
-        neuron: LIF parameters (those of the visual encoder).
-        temperature_init: initial temperature of the STL InfoNCE.
-        max_scale: clamp of the learned inverse temperature.
-
-    Shapes:
-        - tokens: ``B×L×D`` → spikes ``T×B×L×H``, rates ``B×L×H``
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        time_steps: int,
-        neuron: LIFNeuronParameters | None = None,
-        temperature_init: float = 0.07,
-        max_scale: float = 100.0,
-    ) -> None:
-        super().__init__()
-        self.time_steps = int(time_steps)
-        self.neuron = neuron or LIFNeuronParameters()
-        self.norm = nn.LayerNorm(in_features)
-        self.linear = nn.Linear(in_features, out_features)
-        self.temperature_init = float(temperature_init)
-        self.max_scale = float(max_scale)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / self.temperature_init)))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        self.norm.reset_parameters()
-        nn.init.kaiming_uniform_(self.linear.weight, a=5**0.5)
-        with torch.no_grad():
-            self.linear.weight.mul_(2.0)
-        nn.init.constant_(self.linear.bias, 0.25)
-        with torch.no_grad():
-            self.log_scale.fill_(math.log(1.0 / self.temperature_init))
-
-    def scale(self) -> Tensor:
-        return self.log_scale.clamp(max=math.log(self.max_scale)).exp()
-
-    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        params = self.neuron.to_norse()
-        params = params._replace(
-            **{k: v.to(tokens.device) for k, v in params._asdict().items() if torch.is_tensor(v)}
-        )
-        current = self.linear(self.norm(tokens))
-        current = current.unsqueeze(0).expand(self.time_steps, *current.shape)
-        spikes, _ = lif_layer_run(current, params, self.neuron.dt)
-        return spikes, spikes.mean(0)
 
 
 def _cos(x: Tensor, eps: float = 1e-6) -> Tensor:

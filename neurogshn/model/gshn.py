@@ -44,7 +44,16 @@ from neurogshn.model.config import (
 )
 from neurogshn.model.fusion import GraphPooling, HybridFusion, SpikeReadout
 from neurogshn.model.gat import GATStage
-from neurogshn.model.mlm import CaptionWord, TokenStatistics, caption_words, masked_captions
+from neurogshn.model.heads import LogitScale, SpatioTemporalHead, SpikingTextProjector
+from neurogshn.model.itm import ITMHead
+from neurogshn.model.mlm import (
+    CaptionWord,
+    MaskedWordLogits,
+    TokenStatistics,
+    caption_words,
+    masked_captions,
+    masked_word_logits,
+)
 from neurogshn.model.spiking import SpikingEncoder
 from neurogshn.model.text import TextEncoder, TextEncoding
 from neurogshn.utils.io import atomic_path, write_json_atomic
@@ -187,11 +196,6 @@ class GSHN(nn.Module):
                 getattr(self, name).requires_grad_(nodes_used)
 
     def _build_heads(self) -> None:
-        from neurogshn.losses.contrastive import SpatioTemporalHead
-        from neurogshn.losses.itc import LogitScale
-        from neurogshn.losses.itm import ITMHead
-        from neurogshn.losses.stl import SpikingTextProjector
-
         c = self.config
         if c.itc_weight > 0:
             self.itc_scale = LogitScale(c.temperature_init, c.max_logit_scale)
@@ -370,6 +374,26 @@ class GSHN(nn.Module):
             raise ConfigError("this model has no masked-token head (itm_mlm_weight=0)")
         te = self.text_encoder
         self.token_statistics.fit(te.tokenizer, captions, te.max_length)
+
+    def masked_word_logits(
+        self, captions: list[str], nodes: Tensor, node_mask: Tensor, node_pos: Tensor | None
+    ) -> MaskedWordLogits | None:
+        """The masked-token head's predictions for randomly masked copies of ``captions`` read
+        with their images (dense ``nodes`` ``B×N×D``, ``node_mask`` ``B×N``) or the null image,
+        as configured by ``itm_mlm_*`` (:func:`~neurogshn.model.mlm.masked_word_logits`)."""
+        c = self.config
+        return masked_word_logits(
+            self.text_encoder,
+            self.itm_head,
+            self.token_statistics,
+            captions,
+            nodes,
+            node_mask,
+            node_pos,
+            c.itm_mlm_mask_rate,
+            c.itm_mlm_copies,
+            c.itm_mlm_image_dropout,
+        )
 
     def content_words(self, texts: list[str]) -> list[list[CaptionWord]]:
         """Per text, the words the match score reads: those in at most

@@ -40,9 +40,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from neurogshn.model.itm import ITMHead
+    from neurogshn.model.text import TextEncoder
 
 
 @dataclass(frozen=True)
@@ -295,3 +300,92 @@ def masked_captions(
         tensor(piece_word),
         num_words,
     )
+
+
+class MaskedWordLogits(NamedTuple):
+    """The head's prediction for every hidden piece of a batch of masked captions: ``logits``
+    ``M×V`` over the vocabulary, the true pieces ``targets`` ``M`` and ``dropped`` ``M`` (bool,
+    the piece's caption read the null image)."""
+
+    logits: Tensor
+    targets: Tensor
+    dropped: Tensor
+
+
+#: Floor added to every word's inverse document frequency when drawing the words to mask.
+MASK_WEIGHT_FLOOR = 0.1
+
+
+def draw_masked_words(
+    words: Sequence[Sequence[CaptionWord]],
+    statistics: TokenStatistics,
+    rate: float,
+    copies: int = 1,
+) -> list[list[list[CaptionWord]]]:
+    """For each caption ``copies`` groups of words to mask, each drawn independently (see
+    module docstring); a caption without words gets none."""
+    out: list[list[list[CaptionWord]]] = []
+    flat = statistics.word_stats([w for ws in words for w in ws])
+    for ws in words:
+        here, flat = flat[: len(ws)], flat[len(ws) :]
+        if not ws:
+            out.append([])
+            continue
+        k = max(1, round(rate * len(ws)))
+        weights = torch.tensor([w + MASK_WEIGHT_FLOOR for w, _ in here], dtype=torch.float64)
+        groups = []
+        for _ in range(copies):
+            picked = torch.multinomial(weights, min(k, len(ws)), replacement=False).tolist()
+            groups.append([ws[i] for i in sorted(picked)])
+        out.append(groups)
+    return out
+
+
+def masked_word_logits(
+    te: TextEncoder,
+    head: ITMHead,
+    statistics: TokenStatistics,
+    captions: Sequence[str],
+    nodes: Tensor,
+    node_mask: Tensor,
+    node_pos: Tensor | None,
+    mask_rate: float,
+    copies: int,
+    image_dropout: float,
+) -> MaskedWordLogits | None:
+    """Mask ``copies`` word groups per caption (:func:`draw_masked_words`), read the masked
+    captions with their images (dense ``nodes`` ``B×N×D``, ``node_mask`` ``B×N``, ``node_pos``
+    ``B×N×2`` or ``None``) or, for a fraction ``image_dropout`` of them (at least one and not
+    all), with the null image, and predict the hidden pieces; ``None`` when nothing could be
+    masked. Draws use torch's global RNG, so seeded runs are deterministic."""
+    words = caption_words(te.tokenizer, list(captions), te.max_length)
+    groups = draw_masked_words(words, statistics, mask_rate, copies)
+    masked = masked_captions(te.tokenizer, list(captions), groups, te.max_length, nodes.device)
+    if not len(masked):
+        return None
+    enc = te(masked.texts, cache=False)
+    rows = masked.rows
+    n, m = nodes[rows], node_mask[rows]
+    p = None if node_pos is None else node_pos[rows]
+    # a fixed number of rows read the null image (every process of a data-parallel run then
+    # logs the same diagnostics)
+    n_drop = round(image_dropout * len(rows))
+    if image_dropout > 0 and len(rows) > 1:
+        n_drop = min(max(n_drop, 1), len(rows) - 1)
+    drop = torch.zeros(len(rows), dtype=torch.bool, device=nodes.device)
+    drop[torch.randperm(len(rows), device=nodes.device)[:n_drop]] = True
+    if bool(drop.any()):
+        null, _, _ = head.null_nodes(len(rows), False)
+        null_full = torch.cat([null, n.new_zeros(len(rows), n.shape[1] - 1, n.shape[2])], 1)
+        null_mask = torch.zeros_like(m)
+        null_mask[:, 0] = True
+        n = torch.where(drop[:, None, None], null_full.to(n.dtype), n)
+        m = torch.where(drop[:, None], null_mask, m)
+        if p is not None:
+            p = torch.where(drop[:, None, None], p.new_full(p.shape, 0.5), p)
+    states = head.token_states(enc.token_embeds, enc.attention_mask, n, m, p)
+    logits = head.token_head(
+        states[masked.piece_row, masked.piece_index], te.word_embeddings
+    ).float()
+    dropped = drop[masked.piece_row]
+    return MaskedWordLogits(logits, masked.targets, dropped)

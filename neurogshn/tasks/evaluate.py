@@ -8,7 +8,7 @@
   the split's task file.
 
 Graphs are built (and cached) with the settings the checkpoint was trained with
-(:class:`~neurogshn.tasks.finetune.GraphSpec`), unless overridden.
+(:class:`~neurogshn.graph.config.GraphConfig`), unless overridden.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from neurogshn.errors import CheckpointError, ConfigError, DataError
+from neurogshn.graph.config import GraphConfig, graph_getter, load_graphs
 from neurogshn.tasks.finetune import (
     TASK_FILE,
-    GraphSpec,
     filter_examples,
     load_task_checkpoint,
     load_task_examples,
@@ -47,38 +47,6 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def load_graphs(
-    root: str | Path,
-    split: str,
-    spec: GraphSpec,
-    cache_dir: str | Path | None = None,
-    strict: bool = False,
-    progress: bool = True,
-    device: Any = None,
-) -> Any:
-    """The split's graphs with ``spec``'s settings (from the cache when valid)."""
-    from neurogshn.graph.cache import load_graph_dataset
-
-    return load_graph_dataset(
-        root,
-        split,
-        segmenter=spec.segmenter,
-        backbone=spec.backbone,
-        nodes=spec.nodes,
-        edges=spec.edges,
-        cache_dir=cache_dir,
-        strict=strict,
-        progress=progress,
-        device=device,
-    )
-
-
-def graph_getter(graphs: Any) -> tuple[Any, Any]:
-    """``(get(image_id) -> Data, has(image_id) -> bool)`` for a graph dataset."""
-    ids = set(int(i) for i in graphs.image_ids)
-    return graphs.get_by_image_id, ids.__contains__
 
 
 def retrieval_diagnostics(
@@ -142,7 +110,7 @@ def evaluate_checkpoint(
         strict: stop at the first bad record of the data set / task file.
         hard_negatives: retrieval only: ``True`` uses ``annotations/hard_negatives_{split}.json``
             when present, ``False``/``None`` skips the diagnostics, a path names the file.
-        graph_overrides: ``GraphSpec`` fields to override (segmenter, backbone, nodes, edges).
+        graph_overrides: ``GraphConfig`` fields to override (segmenter, backbone, nodes, edges).
         cache_dir: graph cache directory (default: inside the data set).
         max_images: retrieval only: the first N images.
         progress: progress bars while building graphs.
@@ -179,7 +147,7 @@ def evaluate_checkpoint(
     if not root.is_dir():
         raise DataError(root, "data set directory not found")
     dev = resolve_device(device)
-    spec = GraphSpec.from_checkpoint(ckpt)
+    spec = GraphConfig.from_checkpoint(ckpt)
     if graph_overrides:
         spec = replace(spec, **{k: v for k, v in graph_overrides.items() if v is not None})
     notes: list[str] = []

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from neurogshn.errors import CheckpointError, ConfigError, DataError
+from neurogshn.graph.config import GraphConfig, graph_getter, load_graphs
 from neurogshn.tasks.finetune_state import (
     HEAD_WEIGHTS_FILE,
     STATE_FILE,
@@ -95,35 +96,6 @@ class TaskExample:
     label: int
     group: str | None = None
     answer: str | None = None
-
-
-@dataclass
-class GraphSpec:
-    """How the images of a task become graphs (must match what the backbone was trained on)."""
-
-    segmenter: str = "gt"
-    backbone: str = "efficientnet_lite0"
-    nodes: str = "panoptic"
-    edges: str = "full"
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path) -> GraphSpec:
-        """Read the ``graph`` section of ``train_config.json`` (or a task's ``task.json``) in
-        the checkpoint directory or its parent run directory; defaults when there is none."""
-        ckpt = Path(checkpoint)
-        for candidate in (
-            ckpt / TASK_FILE,
-            ckpt / "train_config.json",
-            ckpt.parent / "train_config.json",
-        ):
-            if candidate.is_file():
-                try:
-                    graph = json.loads(candidate.read_text()).get("graph") or {}
-                except (OSError, json.JSONDecodeError):
-                    continue
-                known = {k: graph[k] for k in asdict(cls()) if k in graph}
-                return cls(**known)
-        return cls()
 
 
 @dataclass
@@ -438,7 +410,7 @@ def finetune(
     config: FinetuneConfig,
     out_dir: str | Path | None = None,
     val_examples: Sequence[TaskExample] | None = None,
-    graph_spec: GraphSpec | None = None,
+    graph_spec: GraphConfig | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
     val_get_graph: Callable[[int], Any] | None = None,
@@ -641,7 +613,7 @@ def _progress(it: Any, enabled: bool, desc: str) -> Any:
 def save_task_checkpoint(
     model: TaskModel,
     directory: str | Path,
-    graph_spec: GraphSpec | None = None,
+    graph_spec: GraphConfig | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write backbone + head + ``task.json`` atomically into ``directory`` (replacing it)."""
@@ -651,7 +623,7 @@ def save_task_checkpoint(
 def _write_checkpoint(
     model: TaskModel,
     directory: Path,
-    graph_spec: GraphSpec | None,
+    graph_spec: GraphConfig | None,
     extra: Mapping[str, Any] | None,
     state: _State | None,
 ) -> Path:
@@ -666,7 +638,7 @@ def _write_checkpoint(
             "version": 1,
             "task": model.config.task,
             "head": model.config.to_dict(),
-            "graph": asdict(graph_spec or GraphSpec()),
+            "graph": asdict(graph_spec or GraphConfig()),
             **dict(extra or {}),
         }
         (tmp / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -767,7 +739,6 @@ def run_finetune(
         "resumed_from" (state directory or None)}``.
     """
     from neurogshn.model.gshn import GSHN
-    from neurogshn.tasks.evaluate import graph_getter, load_graphs
     from neurogshn.utils.runtime import resolve_device, seed_everything
 
     t0 = time.perf_counter()
@@ -779,7 +750,7 @@ def run_finetune(
     check_output_dir(out_dir, resume, overwrite)
     dev = resolve_device(device)
     seed_everything(seed)
-    spec = GraphSpec.from_checkpoint(ckpt)
+    spec = GraphConfig.from_checkpoint(ckpt)
     notes: list[str] = []
     labels, train_ex, skipped = load_task_examples(data, task, train_split, strict=strict)
     if skipped:

@@ -302,7 +302,7 @@ class CrossModalFusion(nn.Module):
 
     def copy_itm_head(self, itm_head: nn.Module) -> None:
         """Start the ``"blip"`` encoder and its final LayerNorm as a copy of a pretrained
-        :class:`~neurogshn.losses.itm.ITMHead` (same sizes; its classifiers are not used).
+        :class:`~neurogshn.model.itm.ITMHead` (same sizes; its classifiers are not used).
 
         Raises:
             ValueError: not a ``"blip"`` fusion, or the ITM head's blocks or positions differ

@@ -517,13 +517,3 @@ def format_metrics_table(metrics: Mapping[str, float], title: str | None = None)
     lines += [f"{'metric':<{width}}  value", f"{'-' * width}  ---------"]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]
     return "\n".join(lines)
-
-
-def __getattr__(name: str) -> Any:
-    # ``evaluate_retrieval`` needs the model stack; it lives in ``neurogshn.tasks.retrieval``
-    # and is reachable from here as well for convenience.
-    if name == "evaluate_retrieval":
-        from neurogshn.tasks.retrieval import evaluate_retrieval
-
-        return evaluate_retrieval
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

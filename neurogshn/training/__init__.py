@@ -5,9 +5,9 @@
 - :mod:`~neurogshn.training.checkpoint`: :class:`CheckpointManager` (pickle-free, atomic)
 - :mod:`~neurogshn.training.trainer`: :class:`Trainer` (AdamW, warm-up + cosine, exact resume)
 - :mod:`~neurogshn.training.distributed`: torchrun / DDP helpers
-- :mod:`~neurogshn.training.run`: the whole job (``neurogshn pretrain``, examples/pretrain_stl.py)
 
-See docs/training.md.
+The job that composes them with data generation and evaluation is
+:mod:`neurogshn.jobs.pretrain`. See docs/training.md.
 """
 
 from neurogshn.training.checkpoint import CheckpointManager, TrainingCheckpoint

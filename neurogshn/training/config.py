@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from neurogshn.errors import ConfigError
+from neurogshn.graph.config import GraphConfig
 
 
 @dataclass
@@ -86,17 +87,6 @@ class DataConfig:
     hard_negative_kinds: list[str] | None = None
     strict: bool = False
     warm_text_cache: bool = False
-
-
-@dataclass
-class GraphConfig:
-    """How images become scene graphs (arguments of ``load_graph_dataset``)."""
-
-    segmenter: str = "gt"
-    backbone: str = "efficientnet_lite0"
-    nodes: str = "panoptic"
-    edges: str = "full"
-    cache_dir: str | None = None
 
 
 @dataclass

@@ -488,7 +488,7 @@ def test_nlvr2_labels_by_logic_and_balanced(scenes_root: Path, facts) -> None:
 def test_nlvr2_pair_rounds_extend_the_one_pair_file(facts) -> None:
     """More pairs per image append rounds; the first round is the one-pair file, so val/test
     and old task files keep their items."""
-    from neurogshn.data.relational.scenes import split_rng
+    from neurogshn.data.relational.streams import split_rng
     from neurogshn.data.relational.taskgen import make_nlvr2
 
     one = make_nlvr2(facts["val"], split_rng(0, "val", 2))["items"]

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from neurogshn.errors import CheckpointError, ConfigError
-from neurogshn.losses.itm import ITMHead
 from neurogshn.model import GSHN
 from neurogshn.model.crossmodal import CrossAttentionBlock, attention_weights
+from neurogshn.model.itm import ITMHead
 
 D, P, L = 16, 2, 3
 

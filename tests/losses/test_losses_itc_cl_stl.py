@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from neurogshn.losses.contrastive import SpatioTemporalHead, spatiotemporal_cl_loss, window_rates
-from neurogshn.losses.itc import LogitScale, itc_loss, same_text_mask
-from neurogshn.losses.stl import SpikingTextProjector, stl_loss
+from neurogshn.losses.contrastive import spatiotemporal_cl_loss, window_rates
+from neurogshn.losses.itc import itc_loss, same_text_mask
+from neurogshn.losses.stl import stl_loss
+from neurogshn.model.heads import LogitScale, SpatioTemporalHead, SpikingTextProjector
 
 
 def _ce(logits: list[float], target: int) -> float:
@@ -135,7 +136,8 @@ def test_spiking_text_projector_binary_and_differentiable():
 
 
 def test_itm_pairs_and_learnability():
-    from neurogshn.losses.itm import ITMHead, itm_loss
+    from neurogshn.losses.itm import itm_loss
+    from neurogshn.model.itm import ITMHead
 
     torch.manual_seed(0)
     b, n, length, d = 4, 3, 5, 8
@@ -171,7 +173,7 @@ def test_itm_pairs_and_learnability():
 
 
 def test_itm_head_needs_positions_and_uses_them():
-    from neurogshn.losses.itm import ITMHead
+    from neurogshn.model.itm import ITMHead
 
     torch.manual_seed(0)
     d = 8
@@ -199,7 +201,8 @@ def test_itm_head_needs_positions_and_uses_them():
 
 
 def test_itm_balanced_pairs_without_batch_negatives():
-    from neurogshn.losses.itm import ITMHead, itm_loss
+    from neurogshn.losses.itm import itm_loss
+    from neurogshn.model.itm import ITMHead
 
     torch.manual_seed(0)
     b, d = 4, 8

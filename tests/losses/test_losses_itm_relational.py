@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from neurogshn.losses.itm import ITMHead
+from neurogshn.model.itm import ITMHead
 
 D = 16
 

@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
-from neurogshn.losses.itm import ITMHead, itm_loss
+from neurogshn.losses.itm import itm_loss
 from neurogshn.model import GSHN
 from neurogshn.model.crossmodal import CrossModalEncoder, TokenPositionEmbedding
+from neurogshn.model.itm import ITMHead
 
 D, P, L, N = 16, 3, 6, 5
 

@@ -12,10 +12,10 @@ from gshn_fixtures import CAPTIONS
 from torch_geometric.data import Batch, Data
 
 from neurogshn.errors import CheckpointError
-from neurogshn.losses.mlm import draw_masked_words, mlm_loss
+from neurogshn.losses.mlm import mlm_loss
 from neurogshn.losses.objective import PretrainBatch, PretrainingObjective
 from neurogshn.model import GSHN
-from neurogshn.model.mlm import TokenStatistics, caption_words, masked_captions
+from neurogshn.model.mlm import TokenStatistics, caption_words, draw_masked_words, masked_captions
 
 # wording the embedded benchmark never uses
 OTHER_WORDS = [
@@ -94,7 +94,7 @@ def test_mlm_loss_trains_the_tied_head_and_null_image(tiny_model, make_batch):
     pos = image.dense_nodes(image.node_pos)[0]
     torch.manual_seed(0)
     tiny_model.config.itm_mlm_image_dropout = 0.5
-    out = mlm_loss(tiny_model, CAPTIONS, nodes, mask, pos)
+    out = mlm_loss(tiny_model.masked_word_logits(CAPTIONS, nodes, mask, pos))
     assert out is not None and 0 < float(out.loss.detach()) < 20
     out.loss.backward()
     head = tiny_model.itm_head

@@ -55,8 +55,8 @@ def one_thread():
 def setup(scenes_root, tmp_path_factory):
     """An untrained gshn-tiny checkpoint, the VQA training examples and their graphs."""
     from neurogshn.graph.cache import load_graph_dataset
+    from neurogshn.graph.config import graph_getter
     from neurogshn.model.gshn import GSHN
-    from neurogshn.tasks.evaluate import graph_getter
 
     if not (scenes_root / "annotations" / "vqa_train.json").is_file():
         pytest.skip("the fixture has no VQA task file")

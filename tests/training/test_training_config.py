@@ -106,8 +106,8 @@ def test_shipped_configs_load_and_default_matches_code() -> None:
 def test_generated_benchmark_gets_held_out_phrasings(tmp_path: Path) -> None:
     """``data.generate.heldout_phrasings`` reaches the generator: test_seen (the test scenes in
     the training wording) is written beside train, val and test."""
+    from neurogshn.jobs.pretrain import ensure_scenes
     from neurogshn.training.distributed import DistInfo
-    from neurogshn.training.run import ensure_scenes
 
     sizes = ["data.generate.train=2", "data.generate.val=1", "data.generate.test=1"]
     for heldout in (True, False):

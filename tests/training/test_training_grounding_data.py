@@ -152,8 +152,8 @@ def test_scenes_groundings_point_at_nodes_of_the_named_segments(scenes_root):
 def test_resuming_a_run_from_before_token_positions_keeps_its_itm_head(tmp_path):
     import json
 
+    from neurogshn.jobs.pretrain import keep_legacy_itm_head
     from neurogshn.training.config import TrainConfig
-    from neurogshn.training.run import keep_legacy_itm_head
 
     ckpt = tmp_path / "checkpoints" / "step-00000010"
     ckpt.mkdir(parents=True)

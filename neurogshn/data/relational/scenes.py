@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from neurogshn.data.relational.captions import (
 )
 from neurogshn.data.relational.logic import SceneFacts, SceneObject, true_relations
 from neurogshn.data.relational.phrasing import FAMILY_SPLITS, Style, families_for, render
+from neurogshn.data.relational.streams import image_rng, phrasing_rng, split_code
 from neurogshn.data.relational.vocabulary import (
     CATEGORY_IDS,
     COLOR_RGB,
@@ -110,26 +110,6 @@ class Scene:
     groundings: list[list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=list)
     logical_forms: dict[str, str] = field(default_factory=dict)
     families: list[str] = field(default_factory=list)
-
-
-def split_code(split: str) -> int:
-    """A stable integer for a split name (part of every random stream's key)."""
-    return zlib.crc32(split.encode("utf-8"))
-
-
-def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The random stream of image ``index`` of ``split``."""
-    return np.random.default_rng([int(seed), split_code(split), 0, int(index)])
-
-
-def phrasing_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The random stream that words the captions of image ``index`` of ``split``."""
-    return np.random.default_rng([int(seed), split_code(split), 2, int(index)])
-
-
-def split_rng(seed: int, split: str, purpose: int) -> np.random.Generator:
-    """A split-level random stream (task pairing etc.), independent of the image streams."""
-    return np.random.default_rng([int(seed), split_code(split), 1, int(purpose)])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -414,7 +414,7 @@ def write_task_files(
     """Write ``annotations/{vqa,ve,nlvr2}_{split}.json`` for the scenes ``facts``
     (``nlvr2_pairs_per_image``: :func:`make_nlvr2`'s ``pairs_per_image``; ``rng_split``: the
     split whose random streams draw the items, default ``split``)."""
-    from neurogshn.data.relational.scenes import split_rng
+    from neurogshn.data.relational.streams import split_rng
 
     makers = TASK_MAKERS | {"nlvr2": partial(make_nlvr2, pairs_per_image=nlvr2_pairs_per_image)}
     out = {}

@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from neurogshn.errors import ConfigError
+from neurogshn.jobs.pretrain import RESULTS_FILE, run_pretraining
 from neurogshn.training.checkpoint import TRAIN_CONFIG_FILE, TRAINER_FILE, CheckpointManager
 from neurogshn.training.config import TrainConfig, read_json_file
-from neurogshn.training.run import RESULTS_FILE, run_pretraining
 from neurogshn.training.trainer import RESUME_MAY_DIFFER
 from neurogshn.utils.io import write_json_atomic
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from neurogshn.data.tasks import HardNegativeItem
-from neurogshn.training.run import SUMMARY_ROWS, _keep_kinds, summary_rows, summary_table
+from neurogshn.jobs.pretrain import SUMMARY_ROWS, _keep_kinds, summary_rows, summary_table
 
 RECALLS = {f"{d}_R@{k}": 0.5 for d in ("i2t", "t2i") for k in (1, 5, 10)} | {"rsum": 300.0}
 

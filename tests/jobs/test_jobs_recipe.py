@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from neurogshn.errors import ConfigError
+from neurogshn.jobs.recipe import Recipe, plan_recipe, run_recipe
 from neurogshn.training.config import TrainConfig
-from neurogshn.training.recipe import Recipe, plan_recipe, run_recipe
 from neurogshn.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
