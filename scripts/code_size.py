@@ -1,6 +1,6 @@
 """Print the modules and functions of a package over the size limits of docs/architecture.md.
 
-    python scripts/code_size.py [--package neurogshn] [--module-lines 450] [--function-lines 80]
+python scripts/code_size.py [--package neurogshn] [--module-lines 450] [--function-lines 80]
 """
 
 from __future__ import annotations
