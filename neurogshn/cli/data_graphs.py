@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from neurogshn.cli.types import nonnegative_int, positive_int
+
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; values parsed as JSON when they parse (numbers, lists, true)."""
@@ -52,8 +54,8 @@ def add_graph_options(parser: argparse.ArgumentParser) -> None:
         choices=["full", "none"],
         help="full = adjacency + kNN + global edges; none = no edges (bag of regions)",
     )
-    parser.add_argument("--knn-k", type=int, default=4, help="kNN neighbours per node")
-    parser.add_argument("--patch-grid", type=int, default=8, help="P for --nodes patches")
+    parser.add_argument("--knn-k", type=nonnegative_int, default=4, help="kNN neighbours per node")
+    parser.add_argument("--patch-grid", type=positive_int, default=8, help="P for --nodes patches")
     parser.add_argument("--device", default=None, help="backbone device (default: auto)")
     parser.add_argument(
         "--strict", action="store_true", help="stop at the first bad record instead of skipping"
@@ -90,7 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_graph_options(parser)
     parser.add_argument("--split", default="all", help="split name, or 'all' (default)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache directory")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per backbone pass")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=32, help="images per backbone pass"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

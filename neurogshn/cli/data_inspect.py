@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from neurogshn.cli.data_graphs import add_graph_options, builder_config, parse_options
+from neurogshn.cli.types import nonnegative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,9 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_graph_options(parser)
     parser.add_argument("--split", default="train", help="split (default: train)")
-    parser.add_argument("--index", type=int, default=0, help="record index in the split")
+    parser.add_argument(
+        "--index", type=nonnegative_int, default=0, help="record index in the split"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output PNG")
-    parser.add_argument("--dpi", type=int, default=150, help="PNG resolution")
+    parser.add_argument("--dpi", type=positive_int, default=150, help="PNG resolution")
     parser.set_defaults(func=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neurogshn.cli.types import nonnegative_int, positive_int
+
 
 def register(actions: argparse._SubParsersAction) -> None:
     """Add the ``scenes`` action to ``neurogshn data``."""
@@ -30,16 +32,25 @@ def register(actions: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--out", required=True, type=Path, help="output data set root")
-    parser.add_argument("--seed", type=int, default=0, help="benchmark seed (default 0)")
-    parser.add_argument("--train", type=int, default=2000, help="train images (default 2000)")
-    parser.add_argument("--val", type=int, default=200, help="val images (default 200)")
-    parser.add_argument("--test", type=int, default=1000, help="test images (default 1000)")
     parser.add_argument(
-        "--image-size", type=int, default=128, help="image side in pixels (default 128, >= 32)"
+        "--seed", type=nonnegative_int, default=0, help="benchmark seed (default 0)"
+    )
+    parser.add_argument(
+        "--train", type=positive_int, default=2000, help="train images (default 2000)"
+    )
+    parser.add_argument("--val", type=nonnegative_int, default=200, help="val images (default 200)")
+    parser.add_argument(
+        "--test", type=nonnegative_int, default=1000, help="test images (default 1000)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=128,
+        help="image side in pixels (default 128, >= 32)",
     )
     parser.add_argument(
         "--nlvr2-pairs",
-        type=int,
+        type=nonnegative_int,
         default=DEFAULT_NLVR2_TRAIN_PAIRS,
         metavar="N",
         help=(

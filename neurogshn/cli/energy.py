@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from neurogshn.cli.types import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -19,9 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="data set root")
-    src.add_argument("--random", type=int, metavar="N", help="N random images (smoke check)")
+    src.add_argument(
+        "--random", type=positive_int, metavar="N", help="N random images (smoke check)"
+    )
     p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=64, help="images")
+    p.add_argument("--n", type=positive_int, default=None, help="images with --data (default 64)")
     p.add_argument(
         "--hardware",
         choices=("all", "loihi1", "cmos45nm"),
@@ -34,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neurogshn.errors import ConfigError
+
+    if args.random is not None and args.n is not None:
+        raise ConfigError("--n counts --data images; with --random N, N is the count")
+    n_images = 64 if args.n is None else args.n
     from neurogshn.hardware.energy_report import (
         energy_report,
         format_energy_report,
@@ -46,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
         random_images=args.random,
         split=args.split,
-        n_images=args.n,
+        n_images=n_images,
         hardware=args.hardware,
     )
     print(format_energy_report(report))

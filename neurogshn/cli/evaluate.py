@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neurogshn.cli.types import nonnegative_float, nonnegative_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -44,11 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-hard-negatives", action="store_true", help="retrieval: skip the diagnostics"
     )
     parser.add_argument(
-        "--max-images", type=int, default=None, help="retrieval: only the first N images"
+        "--max-images", type=positive_int, default=None, help="retrieval: only the first N images"
     )
     parser.add_argument(
         "--rerank",
-        type=int,
+        type=nonnegative_int,
         default=None,
         metavar="K",
         help="retrieval: re-rank each query's K best ITC candidates with the ITM head "
@@ -57,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--pool-norm",
-        type=float,
+        type=nonnegative_float,
         default=0.0,
         metavar="BETA",
         help="retrieval: also report image->text R@K with each caption's score lowered by "
@@ -67,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--itc-weight",
-        type=float,
+        type=nonnegative_float,
         default=None,
         metavar="W",
         help="retrieval: weight of the ITC logit in the fused score ITM + W x ITC logit that "
@@ -81,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "captions, *_oracle, and *_true@1), computed by default when the data set declares "
         "a benchmark with a truth oracle in annotations/scenes.json",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="graphs per forward pass")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="graphs per forward pass"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: auto)")
     parser.add_argument(
         "--nodes",
@@ -98,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="graph cache directory")
     parser.add_argument(
         "--score-weight",
-        type=float,
+        type=nonnegative_float,
         default=None,
         metavar="L",
         help="retrieval: weight of the masked-LM word evidence in the ITM score "

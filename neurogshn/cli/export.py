@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from neurogshn.cli.types import nonnegative_int, positive_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -24,15 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip", action="store_true", help="clip out-of-range weights")
     p.add_argument(
         "--weight-scale",
-        type=float,
+        type=positive_float,
         default=None,
         help="one fixed weight scale for spiking layers (default: per layer 254/max|W|)",
     )
     p.add_argument("--data", default=None, help="data set root for input-scale calibration")
     p.add_argument("--split", default="train", help="calibration split (default train)")
-    p.add_argument("--calib-images", type=int, default=32, help="calibration images")
+    p.add_argument("--calib-images", type=positive_int, default=32, help="calibration images")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tune first")
-    p.add_argument("--qat-steps", type=int, default=200, help="QAT optimisation steps")
+    p.add_argument("--qat-steps", type=nonnegative_int, default=200, help="QAT optimisation steps")
     p.add_argument("--save-qat", default=None, help="write the QAT encoder checkpoint here")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)

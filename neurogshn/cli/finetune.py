@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neurogshn.cli.types import nonnegative_float, nonnegative_int, positive_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -42,18 +44,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--val-split", default="val", help="validation split ('' for none; default val)"
     )
-    parser.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
-    parser.add_argument("--batch-size", type=int, default=32, help="examples per step")
-    parser.add_argument("--lr", type=float, default=1e-3, help="head learning rate")
+    parser.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="examples per step")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="head learning rate")
     parser.add_argument(
         "--backbone-lr",
-        type=float,
+        type=nonnegative_float,
         default=None,
         help="backbone learning rate (0 freezes it; default 1e-4 for vqa and ve, 2e-5 for "
         "nlvr2, whose ITM evidence a faster rate erased)",
     )
-    parser.add_argument("--max-train", type=int, default=None, help="use the first N examples")
-    parser.add_argument("--seed", type=int, default=0, help="seed")
+    parser.add_argument(
+        "--max-train", type=positive_int, default=None, help="use the first N examples"
+    )
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed")
     parser.add_argument("--device", default=None, help="cpu, cuda … (default: auto)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="graph cache directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -62,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=nonnegative_int,
         default=200,
         metavar="STEPS",
         help="write the resume state to OUT/resume every STEPS optimizer steps (default 200; "
@@ -76,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "on VQA, docs/tasks.md) or 'blip' (token and node positions, self- and cross-attention)",
     )
     parser.add_argument(
-        "--head-layers", type=int, default=None, help="blocks of the task head (default 1)"
+        "--head-layers", type=positive_int, default=None, help="blocks of the task head (default 1)"
     )
     parser.add_argument(
         "--head-init",
@@ -94,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--head-counts",
-        type=int,
+        type=nonnegative_int,
         default=8,
         metavar="K",
         help="K soft-count readouts (sums of sigmoid node gates, binned) in the fused feature "

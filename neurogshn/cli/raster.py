@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from neurogshn.cli.types import nonnegative_int, positive_int
+
 #: Longest image side used for ``--image`` (larger photos are downscaled first).
 MAX_IMAGE_SIDE = 512
 
@@ -32,18 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--data", help="a data set root (COCO panoptic layout)")
     parser.add_argument("--split", default="val", help="data set split (default: val)")
     parser.add_argument(
-        "--index", type=int, default=0, help="record index within the split (default: 0)"
+        "--index",
+        type=nonnegative_int,
+        default=0,
+        help="record index within the split (default: 0)",
     )
     parser.add_argument("--out", required=True, help="output PNG path")
     parser.add_argument(
         "--layer",
-        type=int,
+        type=positive_int,
         default=None,
         help="spiking layer to draw, 1 = first (default: the last layer)",
     )
     parser.add_argument(
         "--node",
-        type=int,
+        type=nonnegative_int,
         default=None,
         help="draw only this graph node's raster (0 = global node; default: all nodes)",
     )
@@ -55,7 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "always uses superpixels",
     )
     parser.add_argument(
-        "--superpixels", type=int, default=32, help="approximate SLIC segment count (default 32)"
+        "--superpixels",
+        type=positive_int,
+        default=32,
+        help="approximate SLIC segment count (default 32)",
     )
     parser.add_argument(
         "--backbone", default="efficientnet_lite0", help="feature backbone of the graphs"
@@ -63,7 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when available)"
     )
-    parser.add_argument("--dpi", type=int, default=110, help="PNG resolution (default 110)")
+    parser.add_argument(
+        "--dpi", type=positive_int, default=110, help="PNG resolution (default 110)"
+    )
     parser.set_defaults(func=run)
 
 

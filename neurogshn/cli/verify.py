@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from neurogshn.cli.types import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -21,12 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="data set root (real node inputs)")
     src.add_argument(
-        "--random", type=int, metavar="N", help="N random images of 8 nodes (smoke check only)"
+        "--random",
+        type=positive_int,
+        metavar="N",
+        help="N random images of 8 nodes (smoke check only)",
     )
     p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=64, help="images to verify on")
+    p.add_argument(
+        "--n", type=positive_int, default=None, help="images to verify on with --data (default 64)"
+    )
     p.add_argument("--name", default=None, help="export name (when DIR holds several)")
-    p.add_argument("--lava-nodes", type=int, default=256, help="nodes run through Lava")
+    p.add_argument("--lava-nodes", type=positive_int, default=256, help="nodes run through Lava")
     p.add_argument("--no-lava", action="store_true", help="skip check (1)")
     p.add_argument("--no-downstream", action="store_true", help="skip check (3)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the full report (JSON) here")
@@ -34,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neurogshn.errors import ConfigError
+
+    if args.random is not None and args.n is not None:
+        raise ConfigError("--n counts --data images; with --random N, N is the count")
+    n_images = 64 if args.n is None else args.n
     import time
 
     from neurogshn.hardware.export import load_export
@@ -52,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     branch = load_spiking_branch(args.checkpoint)
     graphs = None
     if args.data is not None:
-        inputs, graphs, _ = load_data_inputs(branch, args.data, args.split, args.n, args.checkpoint)
+        inputs, graphs, _ = load_data_inputs(
+            branch, args.data, args.split, n_images, args.checkpoint
+        )
         source = f"{args.data} ({args.split}, {len(inputs)} images)"
     else:
         inputs = random_inputs(branch.encoder.in_features, args.random)
@@ -63,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     report["inputs"] = source
     if graphs is not None and not args.no_downstream:
         report["downstream"] = downstream_retrieval(
-            branch, export, args.data, args.split, graphs, max_images=args.n
+            branch, export, args.data, args.split, graphs, max_images=n_images
         )
     report["seconds"] = time.perf_counter() - start
     if args.json:

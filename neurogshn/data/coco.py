@@ -121,11 +121,16 @@ def load_json(path: str | os.PathLike[str]) -> Any:
         ) from None
 
 
-def safe_join(base: Path, file_name: object) -> Path:
-    """``base / file_name`` if ``file_name`` is a plain relative path inside ``base``.
+def safe_join(base: Path, file_name: object, root: Path | None = None) -> Path:
+    """``base / file_name`` if ``file_name`` is a plain relative path inside ``base`` whose
+    real location (symbolic links followed) is inside ``base`` or ``root`` (the data root).
+
+    The link check is on the resolved paths, so a data set may keep its images on another disk
+    behind a linked folder, but a linked file that points outside is refused.
 
     Raises:
-        ValueError: for a non-string, empty, absolute or ``..``-containing name.
+        ValueError: for a non-string, empty, absolute or ``..``-containing name, or a name
+            that symbolic links take outside ``root``.
     """
     if not isinstance(file_name, str) or not file_name.strip():
         raise ValueError(f"file_name must be a non-empty string, got {file_name!r}")
@@ -141,6 +146,12 @@ def safe_join(base: Path, file_name: object) -> Path:
         base
     ):
         raise ValueError(f"file_name {file_name!r} resolves outside {base} (refused)")
+    real = joined.resolve()
+    fences = {base.resolve()} | ({root.resolve()} if root is not None else set())
+    if not any(real == f or f in real.parents for f in fences):
+        raise ValueError(
+            f"file_name {file_name!r} is a symbolic link to {real}, outside the data root (refused)"
+        )
     return joined
 
 
@@ -362,11 +373,11 @@ class CocoPanopticDataset:
                 self._problem(path, f"image {iid}: no panoptic annotation")
                 continue
             try:
-                image_path = safe_join(self.layout.images_dir, fname)
+                image_path = safe_join(self.layout.images_dir, fname, self.root)
                 pan_name = ann.get("file_name")
                 if pan_name is None and isinstance(fname, str):
                     pan_name = str(PurePosixPath(fname).with_suffix(".png"))
-                panoptic_path = safe_join(self.layout.panoptic_dir, pan_name)
+                panoptic_path = safe_join(self.layout.panoptic_dir, pan_name, self.root)
             except ValueError as exc:
                 self._problem(path, f"image {iid}: {exc}")
                 continue

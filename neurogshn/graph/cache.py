@@ -409,12 +409,14 @@ def build_graph_cache(
     entry = base / key.dirname()
 
     if entry.is_dir() and not force:
+        cached = None
         try:
             cached = GraphDataset.load(entry)
-            if cached.info.get("key") == key.to_dict():
-                return CacheResult(cached, entry, False, time.perf_counter() - t0)
         except DataError as exc:
             warnings.warn(f"rebuilding damaged graph cache: {exc}", stacklevel=2)
+        if cached is not None and cached.info.get("key") == key.to_dict():
+            _check_cached_skips(cached.skipped, entry, strict)
+            return CacheResult(cached, entry, False, time.perf_counter() - t0)
 
     from tqdm.auto import tqdm
 
@@ -478,6 +480,28 @@ def build_graph_cache(
         if old.is_dir() and old.name != entry.name and len(old.name) == len(entry.name):
             shutil.rmtree(old, ignore_errors=True)
     return CacheResult(result, entry, True, time.perf_counter() - t0)
+
+
+def _check_cached_skips(skipped: list[dict[str, Any]], entry: Path, strict: bool) -> None:
+    """A cache built leniently records the records it skipped. A strict reader gets the error
+    a strict build would have raised (the first skipped file and why); a lenient one a warning
+    that names them, so that fewer images never go unexplained."""
+    if not skipped:
+        return
+    first = skipped[0]
+    if strict:
+        raise DataError(
+            first.get("path", entry),
+            f"{first.get('reason', 'skipped')} (recorded when the lenient graph cache {entry} "
+            f"was built; {len(skipped)} record(s) skipped there: fix them, or read without "
+            "--strict)",
+        )
+    shown = "; ".join(f"{s.get('path')}: {s.get('reason')}" for s in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    warnings.warn(
+        f"graph cache {entry} was built without {len(skipped)} record(s): {shown}{more}",
+        stacklevel=3,
+    )
 
 
 def load_graph_dataset(

@@ -8,8 +8,11 @@ in Lava, where each layer's spikes come out, and what stays on the host.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,47 +122,72 @@ def export_lava(
     """Quantize the branch's encoder and write ``<name>.net``, ``.json`` and host weights."""
     from safetensors.numpy import save_file
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     from neurogshn.hardware.netx_export import write_netx
 
     start = time.perf_counter()
+    # quantize first: a network the target cannot express is refused before any file exists
     qnet = quantize_encoder(
         branch.encoder, calibration_inputs, weight_scale=weight_scale, clip=clip
     )
-    net_path = write_netx(qnet, out_dir / f"{name}.net")
-    with atomic_path(out_dir / f"{name}.host.safetensors") as tmp:
-        save_file({"W0": qnet.host_weight, "b0": qnet.host_bias}, str(tmp))
-    sidecar = _sidecar(qnet, name, branch.encoder.neuron, branch.source)
-    sidecar["export_seconds"] = time.perf_counter() - start
-    sidecar_path = out_dir / f"{name}.json"
-    write_json_atomic(sidecar_path, sidecar)
+    with output_dir(out_dir) as out:
+        net_path = write_netx(qnet, out / f"{name}.net")
+        with atomic_path(out / f"{name}.host.safetensors") as tmp:
+            save_file({"W0": qnet.host_weight, "b0": qnet.host_bias}, str(tmp))
+        sidecar = _sidecar(qnet, name, branch.encoder.neuron, branch.source)
+        sidecar["export_seconds"] = time.perf_counter() - start
+        sidecar_path = out / f"{name}.json"
+        write_json_atomic(sidecar_path, sidecar)
     return ExportResult(net_path, sidecar_path, sidecar, qnet)
+
+
+@contextlib.contextmanager
+def output_dir(out_dir: str | Path) -> Iterator[Path]:
+    """The export folder, created if needed; a folder this export created is removed again
+    when the export fails before anything is written into it.
+
+    Raises:
+        ExportError: naming the path, when it is a file, cannot be created or is not writable.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a directory (choose another --out)")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot create the export folder ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ExportError(f"{out}: the export folder is not writable")
+    try:
+        yield out
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def export_nir(branch: Any, out_dir: str | Path, name: str = "spiking_encoder") -> ExportResult:
     """Write ``<name>.nir`` (float network) and a small JSON sidecar."""
     from neurogshn.hardware.nir_export import write_nir
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     enc = branch.encoder
-    path = write_nir(enc, out_dir / f"{name}.nir")
-    sidecar = {
-        "format": "neurogshn-nir",
-        "version": SIDECAR_VERSION,
-        "source_checkpoint": branch.source,
-        "nir_file": path.name,
-        "time_steps": enc.time_steps,
-        "dt": enc.neuron.dt,
-        "import": "norse.torch.from_nir(nir.read(path), dt=dt); feed x at each of the T steps",
-        "input_encoding": "constant current: layer 0's Affine receives x at every step",
-        "cuba_parameters": "tau_syn = 1/tau_syn_inv, tau_mem = 1/tau_mem_inv, r = 1, "
-        "w_in = 1/(dt*tau_syn_inv), v_leak = v_reset = 0",
-        "stays_on_host": [h for h in HOST_SIDE if not h.startswith("layer 0")],
-    }
-    sidecar_path = out_dir / f"{name}.nir.json"
-    write_json_atomic(sidecar_path, sidecar)
+    with output_dir(out_dir) as out:
+        path = write_nir(enc, out / f"{name}.nir")
+        sidecar = {
+            "format": "neurogshn-nir",
+            "version": SIDECAR_VERSION,
+            "source_checkpoint": branch.source,
+            "nir_file": path.name,
+            "time_steps": enc.time_steps,
+            "dt": enc.neuron.dt,
+            "import": "norse.torch.from_nir(nir.read(path), dt=dt); feed x at each of the T steps",
+            "input_encoding": "constant current: layer 0's Affine receives x at every step",
+            "cuba_parameters": "tau_syn = 1/tau_syn_inv, tau_mem = 1/tau_mem_inv, r = 1, "
+            "w_in = 1/(dt*tau_syn_inv), v_leak = v_reset = 0",
+            "stays_on_host": [h for h in HOST_SIDE if not h.startswith("layer 0")],
+        }
+        sidecar_path = out / f"{name}.nir.json"
+        write_json_atomic(sidecar_path, sidecar)
     return ExportResult(None, sidecar_path, sidecar)
 
 

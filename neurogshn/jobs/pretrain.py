@@ -72,6 +72,13 @@ def ensure_scenes(cfg: TrainConfig, info: DistInfo, log: Any = print) -> Path:
                 "no annotations/ directory (generate it with `neurogshn data "
                 "scenes` or set data.generate_if_missing=true)",
             )
+        if root.is_dir() and any(root.iterdir()):
+            raise DataError(
+                root,
+                "has no annotations/ and is not empty: the embedded benchmark is generated "
+                "only into a new or empty directory (choose another data.root, or write it "
+                "yourself with `neurogshn data scenes --out ROOT --overwrite`)",
+            )
         if info.is_main:
             from neurogshn.data.benchmarks import DEFAULT_BENCHMARK, generate
 
@@ -146,6 +153,22 @@ def check_init_from(cfg: TrainConfig) -> None:
             f"model.init_from {path}: not a saved model directory (no {CONFIG_FILE}; expected "
             "a run's final/ or a directory written by GSHN.save_pretrained)"
         )
+
+
+def check_model_config(cfg: TrainConfig) -> None:
+    """Build the model's configuration (not the model) from ``model.name``, its overrides and
+    the loss weights, so that a bad override is reported before any data is generated or read."""
+    from neurogshn.model.config import config_from_name
+
+    if cfg.model.init_from is not None:
+        return
+    overrides = dict(cfg.model.overrides)
+    for key, weight in cfg.loss.as_overrides().items():
+        overrides[f"{key}_weight"] = weight
+    try:
+        config_from_name(cfg.model.name, **overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"model (name {cfg.model.name!r} + overrides): {exc}") from None
 
 
 def build_model(cfg: TrainConfig, graphs: Any) -> torch.nn.Module:
@@ -386,6 +409,7 @@ def run_pretraining(
                 "--out for a new run"
             )
         check_init_from(cfg)
+        check_model_config(cfg)
         set_determinism(cfg)
         t = time.perf_counter()
         root = ensure_scenes(cfg, info, say)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from neurogshn.errors import ConfigError
 from neurogshn.model.spiking import LIFNeuronParameters
+from neurogshn.utils.typed_config import coerce, type_hints
 
 MODES = ("full", "gat_only", "snn_only")
 POOLINGS = ("mean", "attention")
@@ -196,9 +197,13 @@ class GSHNConfig:
     itm_mlm_content_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        if isinstance(self.neuron, dict):
-            self.neuron = LIFNeuronParameters(**self.neuron)
-        self.snn_hidden = tuple(int(h) for h in self.snn_hidden)
+        # every field is checked against its annotation first, so that a wrong type in a
+        # config file is reported with the field's name (a dict becomes the neuron record)
+        hints = type_hints(type(self))
+        for f in fields(self):
+            setattr(
+                self, f.name, coerce(hints[f.name], getattr(self, f.name), f.name, "GSHNConfig")
+            )
         self.validate()
 
     # ------------------------------------------------------------------ validation

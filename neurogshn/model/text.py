@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from neurogshn.errors import ConfigError
+from neurogshn.utils.weights import require_safetensors
 
 
 def default_text_model_path() -> str:
@@ -101,6 +102,7 @@ class TextEncoder(nn.Module):
         path = model_path or default_text_model_path()
         if not Path(path).is_dir():
             raise ConfigError(f"text_model {path!r} is not a local Hugging Face model directory")
+        require_safetensors(path, "text model")
         self.model_path = str(path)
         verbosity = hf_logging.get_verbosity()
         progress = hf_logging.is_progress_bar_enabled()
@@ -108,7 +110,9 @@ class TextEncoder(nn.Module):
         hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.backbone = AutoModel.from_pretrained(path, local_files_only=True)
+            self.backbone = AutoModel.from_pretrained(
+                path, local_files_only=True, use_safetensors=True
+            )
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load text model from {path}: {exc}") from None
         finally:

@@ -18,6 +18,7 @@ import numpy as np
 from neurogshn.errors import ConfigError, InputFileError
 from neurogshn.segmentation.base import PanopticSegmentation
 from neurogshn.segmentation.convert import SegmentInfo, segmentation_from_map
+from neurogshn.utils.weights import require_safetensors
 
 
 @dataclass
@@ -76,6 +77,7 @@ class TransformersSegmenter:
             raise InputFileError(
                 self.model_dir, "not a transformers model directory (config.json missing)"
             )
+        require_safetensors(self.model_dir, "segmenter")
         self.device = resolve_device(device)
         try:
             self.processor = AutoImageProcessor.from_pretrained(
@@ -83,13 +85,13 @@ class TransformersSegmenter:
             )
             try:
                 model = AutoModelForUniversalSegmentation.from_pretrained(
-                    str(self.model_dir), local_files_only=True
+                    str(self.model_dir), local_files_only=True, use_safetensors=True
                 )
             except ValueError:  # DETR panoptic is registered as image segmentation
                 from transformers import AutoModelForImageSegmentation
 
                 model = AutoModelForImageSegmentation.from_pretrained(
-                    str(self.model_dir), local_files_only=True
+                    str(self.model_dir), local_files_only=True, use_safetensors=True
                 )
         except (OSError, ValueError) as exc:
             raise InputFileError(self.model_dir, f"cannot load model/processor: {exc}") from exc

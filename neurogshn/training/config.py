@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from os import PathLike
@@ -24,6 +23,7 @@ from typing import Any
 
 from neurogshn.errors import ConfigError
 from neurogshn.graph.config import GraphConfig
+from neurogshn.utils.typed_config import build_dataclass, strip_optional, type_hints
 
 
 @dataclass
@@ -262,7 +262,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
         """Build from a (possibly partial) dict; unknown keys and bad types raise ConfigError."""
-        return _build(cls, data, prefix="", source=source)
+        return build_dataclass(cls, data, prefix="", source=source)
 
     def to_json(self, path: str | PathLike[str]) -> None:
         """Write the config as JSON (atomically)."""
@@ -335,10 +335,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _assign(data: dict[str, Any], cls: Any, parts: list[str], value: Any, full: str) -> None:
     """Set ``data[parts...] = value`` after checking that the path exists in ``cls``."""
     head, rest = parts[0], parts[1:]
@@ -353,92 +349,14 @@ def _assign(data: dict[str, Any], cls: Any, parts: list[str], value: Any, full: 
         return
     if not dataclasses.is_dataclass(cls):
         raise ConfigError(f"--set {full}: {head!r} is below a non-section value")
-    hints = _hints(cls)
+    hints = type_hints(cls)
     if head not in hints:
         known = ", ".join(sorted(hints))
         raise ConfigError(f"--set {full}: unknown key {head!r} (known here: {known})")
     if not rest:
         data[head] = value
         return
-    sub_type = _strip_optional(hints[head])
+    sub_type = strip_optional(hints[head])
     if data.get(head) is None:
         data[head] = {}
     _assign(data[head], sub_type, rest, value, full)
-
-
-def _strip_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-def _build(cls: Any, data: Any, prefix: str, source: str) -> Any:
-    if not isinstance(data, dict):
-        where = prefix.rstrip(".") or "config"
-        raise ConfigError(f"{source}: {where} must be an object, got {data!r}")
-    hints = _hints(cls)
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        where = prefix.rstrip(".") or "top level"
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(prefix + u for u in unknown)} "
-            f"(known in {where}: {', '.join(sorted(hints))})"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}", source)
-    return cls(**kwargs)
-
-
-def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` (ints are accepted where floats are)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key, source)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{source}: {key} = {value!r} does not match {_name(tp)}")
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key + ".", source)
-    if tp is Any:
-        return value
-    if origin is list or tp is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{source}: {key} must be a list of {_name(item)}, got {value!r}")
-        return [_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key} must be an object, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - every field above has one of these types
-        raise ConfigError(f"{source}: {key}: unsupported field type {tp!r}")
-    raise ConfigError(f"{source}: {key} must be {_name(tp)}, got {value!r}")
-
-
-def _name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

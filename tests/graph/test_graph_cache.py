@@ -206,3 +206,17 @@ def test_empty_dataset(tmp_path: Path) -> None:
     root = make_root(tmp_path, n=0)
     res = build(root)
     assert len(res.dataset) == 0 and GraphDataset.load(res.path).image_ids == []
+
+
+def test_a_lenient_cache_is_refused_by_a_strict_reader_and_named_to_a_lenient_one(
+    tmp_path: Path,
+) -> None:
+    root = make_root(tmp_path, n=4)
+    first = build(root, dataset=FakeDataset(root, "train", bad={2}))
+    assert first.built and len(first.dataset) == 3
+    with pytest.raises(DataError, match=r"truncated PNG.*lenient graph cache") as exc:
+        build(root, dataset=FakeDataset(root, "train", bad={2}), strict=True)
+    assert exc.value.path == str(root / "images/train/002.png")
+    with pytest.warns(UserWarning, match=r"without 1 record\(s\): .*002\.png: truncated PNG"):
+        again = build(root, dataset=FakeDataset(root, "train", bad={2}))
+    assert not again.built and len(again.dataset) == 3
