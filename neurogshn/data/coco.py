@@ -416,12 +416,18 @@ class CocoPanopticDataset:
             except (KeyError, TypeError, ValueError):
                 self._problem(path, f"annotations[{k}]: needs integer image_id and caption text")
                 continue
-            if iid in self.captions:
-                self.captions[iid].append(cap.strip())
-            else:
+            if iid not in self.captions:
                 unknown += 1
+            elif not cap.strip():
+                self._problem(path, f"annotations[{k}]: empty caption for image {iid}")
+            else:
+                self.captions[iid].append(cap.strip())
         if unknown:
-            log.info("%s: %d caption(s) for images not in the panoptic split", path, unknown)
+            log.warning(
+                "%s: %d caption(s) name images that are not in the panoptic split; ignored",
+                path,
+                unknown,
+            )
 
     def segment_labels(self, image_id: int) -> list[SegmentLabel]:
         """Id, category name and attributes of each segment of ``image_id``, from the

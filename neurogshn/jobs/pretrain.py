@@ -422,7 +422,7 @@ def run_pretraining(
         timings["graphs_s"] = time.perf_counter() - t
         train_coco = load_captions(cfg, root, cfg.data.train_split)
         hn_path = hard_negatives_path(root, cfg.data.train_split)
-        hard_negs = load_hard_negatives(hn_path) if hn_path.is_file() else {}
+        hard_negs = load_hard_negatives(hn_path, train_coco.captions) if hn_path.is_file() else {}
         if not hard_negs:
             say(f"note: no hard negatives in {hn_path}; ITM gets none")
         else:

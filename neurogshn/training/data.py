@@ -29,18 +29,45 @@ def step_seed(*parts: int) -> int:
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") & ((1 << 63) - 1)
 
 
-def load_hard_negatives(path: str | Path) -> dict[tuple[int, int], dict[str, str]]:
-    """``{(image_id, caption_index): {kind: negative caption}}`` from a hard-negatives file.
+def caption_position(captions: Sequence[str], index: int, text: str) -> int | None:
+    """Where a hard-negative item's caption stands in an image's loaded ``captions``.
+
+    The file's ``caption_index`` counts the image's captions in file order; a caption the
+    loader skipped (malformed, empty) shifts the ones after it. So the index is used only when
+    the caption there is the item's text; otherwise the text is looked up, and ``None`` means
+    the caption is not among the loaded ones (its negatives are dropped)."""
+    text = text.strip()
+    if 0 <= index < len(captions) and captions[index] == text:
+        return index
+    for k, caption in enumerate(captions):
+        if caption == text:
+            return k
+    return None
+
+
+def load_hard_negatives(
+    path: str | Path, captions: Mapping[int, Sequence[str]] | None = None
+) -> dict[tuple[int, int], dict[str, str]]:
+    """``{(image_id, caption position): {kind: negative caption}}`` from a hard-negatives file.
 
     Parsed by :func:`neurogshn.data.tasks.load_hard_negatives`; null negatives are left out.
+    With ``captions`` (the split's loaded captions) each item is placed at its caption's
+    position in that list (:func:`caption_position`), so that skipped captions cannot pair a
+    caption with another caption's negatives; without, at the file's ``caption_index``.
     """
     from neurogshn.data.tasks import load_hard_negatives as load_task_file
 
     out: dict[tuple[int, int], dict[str, str]] = {}
     for item in load_task_file(Path(path)).items:
         negatives = item.negatives()
-        if negatives:
-            out.setdefault((item.image_id, item.caption_index), {}).update(negatives)
+        if not negatives:
+            continue
+        k: int | None = item.caption_index
+        if captions is not None:
+            k = caption_position(captions.get(item.image_id, ()), item.caption_index, item.caption)
+            if k is None:
+                continue
+        out.setdefault((item.image_id, k), {}).update(negatives)
     return out
 
 
