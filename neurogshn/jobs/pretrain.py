@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +34,9 @@ from neurogshn.training.distributed import (
 )
 from neurogshn.utils.io import write_json_atomic
 from neurogshn.utils.runtime import resolve_device, seed_everything
+
+if TYPE_CHECKING:
+    from neurogshn.model.text import SentenceEncoding
 
 RESULTS_FILE = "results.json"
 
@@ -294,14 +297,14 @@ class MemoisedTextModel(torch.nn.Module):
         return self.model.encode_image(graphs)
 
     @torch.no_grad()
-    def encode_text(self, texts: list[str]) -> Any:
-        from types import SimpleNamespace
+    def encode_text(self, texts: list[str]) -> SentenceEncoding:
+        from neurogshn.model.text import SentenceEncoding
 
         missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
         if missing:
             embeds = self.model.encode_text(missing).text_embeds
             self._memo.update(zip(missing, embeds))
-        return SimpleNamespace(text_embeds=torch.stack([self._memo[t] for t in texts]))
+        return SentenceEncoding(torch.stack([self._memo[t] for t in texts]))
 
 
 def _keep_kinds(item: Any, kinds: set[str] | None) -> dict[str, Any]:
@@ -445,7 +448,7 @@ def run_pretraining(
             keep_legacy_itm_head(cfg, ckpt_root, say)
         seed_everything(cfg.seed)  # model init does not depend on what ran before
         model = build_model(cfg, train_graphs).to(device)
-        if hasattr(model, "token_statistics"):
+        if getattr(model, "token_statistics", None) is not None:
             # which words masked language modelling masks and the match score reads come
             # from the training captions (a resumed run reloads the same counts)
             model.fit_token_statistics(

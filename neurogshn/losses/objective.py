@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -47,6 +47,9 @@ from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
 from neurogshn.losses.mlm import mlm_loss
 from neurogshn.losses.stl import stl_loss
+
+if TYPE_CHECKING:
+    from neurogshn.model.gshn import GSHN
 
 LOSS_NAMES = ("itc", "cl", "stl", "itm")
 _HEADS = {"itc": "itc_scale", "cl": "cl_head", "stl": "stl_projector", "itm": "itm_head"}
@@ -125,7 +128,7 @@ class PretrainingObjective:
             raise ConfigError(f"unknown loss weight(s) {sorted(unknown)}; known: {LOSS_NAMES}")
         self.weights = {k: (None if v is None else float(v)) for k, v in weights.items()}
 
-    def resolve(self, model: Any) -> dict[str, float]:
+    def resolve(self, model: GSHN) -> dict[str, float]:
         """The effective weights for ``model`` (checks that each active loss has its head)."""
         out = {}
         for name in LOSS_NAMES:
@@ -134,7 +137,7 @@ class PretrainingObjective:
                 w = float(getattr(model.config, f"{name}_weight"))
             if w < 0:
                 raise ConfigError(f"loss weight {name} must be >= 0, got {w}")
-            if w > 0 and not hasattr(model, _HEADS[name]):
+            if w > 0 and getattr(model, _HEADS[name], None) is None:
                 raise ConfigError(
                     f"loss {name!r} has weight {w} but the model was built with "
                     f"{name}_weight=0 (no {_HEADS[name]}); set {name}_weight in the model config"
@@ -142,12 +145,12 @@ class PretrainingObjective:
             out[name] = w
         return out
 
-    def uses_grounding(self, model: Any) -> bool:
+    def uses_grounding(self, model: GSHN) -> bool:
         """Whether the ITM grounding term is active for ``model`` (then batches should carry
         ``groundings``)."""
         return self.resolve(model)["itm"] > 0 and model.config.itm_grounding_weight > 0
 
-    def __call__(self, model: Any, batch: PretrainBatch) -> dict[str, Tensor]:
+    def __call__(self, model: GSHN, batch: PretrainBatch) -> dict[str, Tensor]:
         w = self.resolve(model)
         device = model.device
         image = model.encode_image(batch.graphs)

@@ -170,6 +170,12 @@ class GSHN(nn.Module):
             max_length=config.text_max_length,
             cache_size=config.text_cache_size,
         )
+        # the training heads: present when their loss has a weight in the config, else None
+        self.itc_scale: LogitScale | None = None
+        self.cl_head: SpatioTemporalHead | None = None
+        self.stl_projector: SpikingTextProjector | None = None
+        self.itm_head: ITMHead | None = None
+        self.token_statistics: TokenStatistics | None = None
         self._build_heads()
         self._freeze_untrained_parts()
 
@@ -350,7 +356,7 @@ class GSHN(nn.Module):
         return score
 
     def _itm_logit_scores(self, image: ImageEncoding, text: TextEncoding) -> Tensor:
-        if not hasattr(self, "itm_head"):
+        if self.itm_head is None:
             raise ConfigError("this model has no ITM head (itm_weight=0); use match_scores")
         if image.num_graphs != text.text_embeds.shape[0]:
             raise ValueError(
@@ -363,14 +369,14 @@ class GSHN(nn.Module):
     @property
     def has_token_head(self) -> bool:
         """Whether the model has the masked-token head (``itm_mlm_weight > 0``)."""
-        head = getattr(self, "itm_head", None)
+        head = self.itm_head
         return head is not None and head.token_head is not None
 
     def fit_token_statistics(self, captions: list[str]) -> None:
         """Count the document frequency of each token over ``captions`` (the training
         captions): it decides which words masked language modelling masks most and which
         words the match score reads (:class:`~neurogshn.model.mlm.TokenStatistics`)."""
-        if not hasattr(self, "token_statistics"):
+        if self.token_statistics is None:
             raise ConfigError("this model has no masked-token head (itm_mlm_weight=0)")
         te = self.text_encoder
         self.token_statistics.fit(te.tokenizer, captions, te.max_length)
@@ -514,7 +520,7 @@ class GSHN(nn.Module):
     @property
     def evidence_size(self) -> int:
         """Features per pair of :meth:`match_evidence` (0 without an ITM head)."""
-        if not hasattr(self, "itm_head"):
+        if self.itm_head is None:
             return 0
         return 1 + (len(self.MLM_EVIDENCE) if self.has_token_head else 0)
 
@@ -555,7 +561,7 @@ class GSHN(nn.Module):
         if scorer not in ("auto", "itm", "itc"):
             raise ValueError(f"scorer must be 'auto', 'itm' or 'itc', got {scorer!r}")
         if scorer == "auto":
-            scorer = "itm" if hasattr(self, "itm_head") else "itc"
+            scorer = "itm" if self.itm_head is not None else "itc"
         image = self.encode_image(graphs)
         text = self.encode_text(list(texts))
         if scorer == "itm":

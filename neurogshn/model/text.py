@@ -67,6 +67,13 @@ class TextEncoding(NamedTuple):
     token_mask: Tensor
 
 
+class SentenceEncoding(NamedTuple):
+    """Sentence embeddings alone (``text_embeds`` ``B×D``, L2-normalised): what ranking by
+    embedding similarity reads, e.g. from a memo of :attr:`TextEncoding.text_embeds`."""
+
+    text_embeds: Tensor
+
+
 class _CacheEntry(NamedTuple):
     hidden: Tensor  # L×H float32, CPU
     special: Tensor  # L bool

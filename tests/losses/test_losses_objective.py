@@ -57,7 +57,7 @@ def test_gat_only_model_without_snn_losses(tiny_overrides, make_batch, captions)
     model = GSHN.from_config_name(
         "gshn-tiny", **tiny_overrides, mode="gat_only", cl_weight=0, stl_weight=0
     )
-    assert not hasattr(model, "cl_head") and not hasattr(model, "stl_projector")
+    assert model.cl_head is None and model.stl_projector is None
     out = PretrainingObjective()(model, PretrainBatch(make_batch(), captions, []))
     losses = {k for k in out if not k.startswith("diag/")}
     assert losses == {"itc", "itm", "itm_mlm", "loss"}
