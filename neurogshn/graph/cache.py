@@ -27,7 +27,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +281,6 @@ class CacheKey:
     def to_dict(self) -> dict[str, Any]:
         """JSON-normalised (tuples → lists, unknown objects → str), so that a key read back
         from ``index.json`` compares equal."""
-        from dataclasses import asdict
 
         return json.loads(json.dumps(asdict(self), sort_keys=True, default=str))
 

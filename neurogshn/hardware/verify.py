@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,6 @@ def load_data_inputs(
 ) -> tuple[list[np.ndarray], Any, dict[str, float]]:
     """Encoder inputs of the first ``n_images`` graphs of a split, the graph data set and
     graph-size statistics (``nodes_per_image``, ``edges_per_image``)."""
-    from dataclasses import asdict
 
     from neurogshn.graph.cache import load_graph_dataset
     from neurogshn.graph.config import GraphConfig

@@ -530,7 +530,6 @@ def run_pretraining(
 
 
 def _previous_results(run_dir: Path) -> dict[str, Any] | None:
-    import json
 
     path = run_dir / RESULTS_FILE
     try:

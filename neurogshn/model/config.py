@@ -18,6 +18,7 @@ from typing import Any
 
 from neurogshn.errors import ConfigError
 from neurogshn.model.spiking import LIFNeuronParameters
+from neurogshn.utils.io import write_json_atomic
 from neurogshn.utils.typed_config import coerce, type_hints
 
 MODES = ("full", "gat_only", "snn_only")
@@ -315,7 +316,6 @@ class GSHNConfig:
             raise ConfigError(f"GSHNConfig: {exc}") from None
 
     def to_json(self, path: str | PathLike[str]) -> None:
-        from neurogshn.utils.io import write_json_atomic
 
         write_json_atomic(path, self.to_dict())
 

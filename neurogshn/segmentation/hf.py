@@ -7,6 +7,7 @@ and its image processor (``config.json``, ``model.safetensors``, ``preprocessor_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 from neurogshn.errors import ConfigError, InputFileError
 from neurogshn.segmentation.base import PanopticSegmentation
 from neurogshn.segmentation.convert import SegmentInfo, segmentation_from_map
+from neurogshn.utils.runtime import resolve_device
 from neurogshn.utils.weights import require_safetensors
 
 
@@ -63,12 +65,9 @@ class TransformersSegmenter:
         config: TransformersSegmenterConfig | None = None,
         **overrides: Any,
     ) -> None:
-        import dataclasses
 
         import torch
         from transformers import AutoImageProcessor, AutoModelForUniversalSegmentation
-
-        from neurogshn.utils.runtime import resolve_device
 
         base = dataclasses.asdict(config) if config is not None else {}
         self.cfg = TransformersSegmenterConfig(**{**base, **overrides})
@@ -123,7 +122,6 @@ class TransformersSegmenter:
         return out
 
     def config(self) -> dict[str, Any]:
-        import dataclasses
 
         weights = sorted(self.model_dir.glob("*.safetensors")) + sorted(
             self.model_dir.glob("*.bin")

@@ -28,6 +28,7 @@ from neurogshn.tasks.finetune import (
     read_task_json,
     task_file,
 )
+from neurogshn.utils.runtime import resolve_device
 
 EVAL_TASKS: tuple[str, ...] = ("retrieval", "vqa", "ve", "nlvr2")
 
@@ -135,7 +136,6 @@ def evaluate_checkpoint(
         rerank_word_evidence: retrieval only: re-rank with the word evidence too (see
             :func:`~neurogshn.tasks.retrieval.evaluate_retrieval`; slow on a CPU).
     """
-    from neurogshn.utils.runtime import resolve_device
 
     if task not in EVAL_TASKS:
         raise ValueError(f"unknown task {task!r} (known: {', '.join(EVAL_TASKS)})")

@@ -69,6 +69,7 @@ from neurogshn.tasks.finetune_state import (
 from neurogshn.tasks.heads import TaskHead, TaskHeadConfig, TaskModel
 from neurogshn.tasks.metrics import nlvr2_accuracy, ve_accuracy, vqa_accuracy
 from neurogshn.utils.io import atomic_path
+from neurogshn.utils.runtime import resolve_device, seed_everything
 
 TASK_FORMAT = "neurogshn-task-checkpoint"
 NLVR2_LABELS = ["False", "True"]
@@ -673,7 +674,6 @@ def load_task_checkpoint(
     from safetensors.torch import load_file
 
     from neurogshn.model.gshn import GSHN
-    from neurogshn.utils.runtime import resolve_device
 
     directory = Path(directory)
     meta = read_task_json(directory)
@@ -739,7 +739,6 @@ def run_finetune(
         "resumed_from" (state directory or None)}``.
     """
     from neurogshn.model.gshn import GSHN
-    from neurogshn.utils.runtime import resolve_device, seed_everything
 
     t0 = time.perf_counter()
     ckpt = Path(checkpoint)

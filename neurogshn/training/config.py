@@ -23,6 +23,7 @@ from typing import Any
 
 from neurogshn.errors import ConfigError
 from neurogshn.graph.config import GraphConfig
+from neurogshn.utils.io import write_json_atomic
 from neurogshn.utils.typed_config import build_dataclass, strip_optional, type_hints
 
 
@@ -266,7 +267,6 @@ class TrainConfig:
 
     def to_json(self, path: str | PathLike[str]) -> None:
         """Write the config as JSON (atomically)."""
-        from neurogshn.utils.io import write_json_atomic
 
         write_json_atomic(path, self.to_dict())
 

@@ -18,6 +18,7 @@ bit for bit where the checkpoint was taken (on CPU, same thread count).
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -48,7 +49,7 @@ from neurogshn.training.distributed import (
     gather_rng_states,
     wrap_ddp,
 )
-from neurogshn.utils.io import write_json_atomic
+from neurogshn.utils.io import atomic_path, write_json_atomic
 
 #: Config keys that may differ between a checkpoint and the run resuming from it.
 RESUME_MAY_DIFFER: tuple[str, ...] = (
@@ -453,7 +454,6 @@ class Trainer:
 
     def save_model(self, directory: str | Path) -> Path:
         """The trained model alone (``config.json`` + ``model.safetensors``), rank 0 only."""
-        from neurogshn.utils.io import atomic_path
 
         directory = Path(directory)
         if self.dist.is_main:
@@ -466,7 +466,6 @@ class Trainer:
 
 def weight_digest(model: nn.Module) -> str:
     """SHA-256 of all parameters and buffers (DDP ranks must agree on it after training)."""
-    import hashlib
 
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):

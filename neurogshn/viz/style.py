@@ -12,12 +12,15 @@ figure instead.
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from neurogshn.utils.io import atomic_path
 
 #: Axis/colorbar label of every firing-rate quantity (rates are spikes per simulation step).
 RATE_LABEL = "firing rate (spikes/step)"
@@ -53,7 +56,6 @@ class VizFigure(Figure):
     """
 
     def _repr_png_(self) -> bytes:
-        import io
 
         buf = io.BytesIO()
         self.savefig(buf, format="png", dpi=100)
@@ -77,7 +79,6 @@ def new_figure(fig: Figure | None, figsize: tuple[float, float]) -> Figure:
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> None:
     """Write ``fig`` to ``path`` atomically (format from the suffix, e.g. ``.png``)."""
-    from neurogshn.utils.io import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=os.path.splitext(str(path))[1].lstrip(".") or "png")
