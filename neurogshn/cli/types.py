@@ -11,6 +11,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from neurogshn.errors import ConfigError
+
 
 def _number(kind: type, minimum: float, inclusive: bool, what: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
@@ -36,3 +38,11 @@ nonnegative_int = _number(int, 0, True, "an integer >= 0")
 positive_float = _number(float, 0.0, False, "a number > 0")
 #: a finite number ≥ 0 (weights where 0 switches a term off)
 nonnegative_float = _number(float, 0.0, True, "a number >= 0")
+
+
+def data_image_count(args: argparse.Namespace, default: int = 64) -> int:
+    """``--n`` of a command that reads ``--data`` or makes ``--random N`` inputs: the two
+    counts cannot both be given (``--n`` would be silently ignored)."""
+    if args.random is not None and args.n is not None:
+        raise ConfigError("--n counts --data images; with --random N, N is the count")
+    return default if args.n is None else int(args.n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurogshn.cli.types import positive_int
+from neurogshn.cli.types import data_image_count, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,11 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurogshn.errors import ConfigError
-
-    if args.random is not None and args.n is not None:
-        raise ConfigError("--n counts --data images; with --random N, N is the count")
-    n_images = 64 if args.n is None else args.n
+    n_images = data_image_count(args)
     import time
 
     from neurogshn.hardware.export import load_export

@@ -21,6 +21,7 @@ from typing import Any
 
 from neurogshn.errors import CheckpointError
 from neurogshn.utils.io import write_json_atomic
+from neurogshn.utils.weights import read_safetensors
 
 ENCODER_KIND = "spiking_encoder"
 
@@ -72,8 +73,6 @@ def save_encoder_checkpoint(encoder: Any, directory: str | Path) -> Path:
 
 
 def _load_encoder_checkpoint(directory: Path, config: dict[str, Any]) -> SpikingBranch:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     from neurogshn.model.spiking import LIFNeuronParameters, SpikingEncoder
 
@@ -89,12 +88,7 @@ def _load_encoder_checkpoint(directory: Path, config: dict[str, Any]) -> Spiking
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(cfg_path, f"invalid spiking-encoder config ({exc})") from exc
     weights = directory / "model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(weights, "missing")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(weights, f"unreadable safetensors file ({exc})") from exc
+    state = read_safetensors(weights)
     try:
         encoder.load_state_dict(state)
     except RuntimeError as exc:

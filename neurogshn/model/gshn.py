@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_dense_batch
@@ -58,6 +57,7 @@ from neurogshn.model.spiking import SpikingEncoder
 from neurogshn.model.text import TextEncoder, TextEncoding
 from neurogshn.utils.io import atomic_path, write_json_atomic
 from neurogshn.utils.runtime import resolve_device
+from neurogshn.utils.weights import read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -639,7 +639,7 @@ class GSHN(nn.Module):
             raise CheckpointError(cfg_path, str(exc)) from None
         if overrides:
             config = GSHNConfig.from_dict({**config.to_dict(), **dict(overrides)})
-        state = load_safetensors_checked(w_path)
+        state = read_safetensors(w_path)
         try:
             model = cls(config)
         except ConfigError as exc:
@@ -700,25 +700,3 @@ def _dense_inputs(image: ImageEncoding) -> tuple[Tensor, Tensor, Tensor | None]:
     nodes, node_mask = image.dense_nodes()
     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
     return nodes, node_mask, pos
-
-
-def load_safetensors_checked(path: Path) -> dict[str, Tensor]:
-    """Read a safetensors file; refuse pickles and report truncated/corrupt files clearly."""
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    # A safetensors file starts with its header length (u64 little-endian) and then "{"; only
-    # when that is absent can the pickle / zip magic be told apart from a length byte (a header
-    # of 0x5780 bytes starts with 0x80, like a pickle).
-    safetensors_like = len(head) > 8 and head[8:9] == b"{"
-    if not safetensors_like and (head[:2] == b"PK" or head[:1] == b"\x80"):
-        raise CheckpointError(
-            path,
-            "is a pickle/torch.save file, not safetensors; refusing to unpickle it "
-            "(convert it with safetensors.torch.save_file from a trusted environment)",
-        )
-    if len(head) < 8:
-        raise CheckpointError(path, f"truncated: only {len(head)} bytes")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(path, f"truncated or corrupt safetensors file: {exc}") from None

@@ -70,6 +70,7 @@ from neurogshn.tasks.heads import TaskHead, TaskHeadConfig, TaskModel
 from neurogshn.tasks.metrics import nlvr2_accuracy, ve_accuracy, vqa_accuracy
 from neurogshn.utils.io import atomic_path
 from neurogshn.utils.runtime import resolve_device, seed_everything
+from neurogshn.utils.weights import read_safetensors
 
 TASK_FORMAT = "neurogshn-task-checkpoint"
 NLVR2_LABELS = ["False", "True"]
@@ -670,8 +671,6 @@ def load_task_checkpoint(
         CheckpointError: a missing/corrupt file or head weights that do not fit the head
             config (missing, unexpected or mis-shaped tensors), naming the file.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     from neurogshn.model.gshn import GSHN
 
@@ -685,12 +684,7 @@ def load_task_checkpoint(
     backbone = GSHN.from_pretrained(directory, device=dev)
     head = TaskHead(head_cfg)
     path = directory / HEAD_WEIGHTS_FILE
-    if not path.is_file():
-        raise CheckpointError(path, "head weights missing")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(path, f"not a readable safetensors file ({exc})") from exc
+    state = read_safetensors(path, "head weights missing")
     expected = head.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

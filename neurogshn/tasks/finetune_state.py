@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from neurogshn.errors import CheckpointError, ConfigError
 from neurogshn.utils.io import atomic_path
+from neurogshn.utils.weights import read_safetensors
 
 if TYPE_CHECKING:
     from neurogshn.tasks.finetune import FinetuneConfig, TaskExample
@@ -194,8 +195,6 @@ def read_finetune_state(directory: str | Path, verify: bool = True) -> FinetuneS
     Raises:
         CheckpointError: naming the missing, truncated, altered or malformed file.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     path = Path(directory)
     from neurogshn.training.checkpoint import load_json_object
@@ -242,10 +241,7 @@ def read_finetune_state(directory: str | Path, verify: bool = True) -> FinetuneS
     state_path = path / STATE_FILE
     if STATE_FILE not in trainer["files"] or not state_path.is_file():
         raise CheckpointError(state_path, "missing from the resume state")
-    try:
-        tensors = load_file(str(state_path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(state_path, f"not a readable safetensors file: {exc}") from None
+    tensors = read_safetensors(state_path, "missing from the resume state")
     if "order" not in tensors or "rng.torch" not in tensors:
         raise CheckpointError(state_path, "no example order / RNG state in the file")
     return FinetuneState(path, trainer, tensors)
@@ -483,15 +479,8 @@ def _restore_state(
 
 
 def _load_weights(module: nn.Module, path: Path) -> None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise CheckpointError(path, "missing from the resume state")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(path, f"not a readable safetensors file: {exc}") from None
+    state = read_safetensors(path, "missing from the resume state")
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

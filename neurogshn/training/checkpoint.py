@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from neurogshn.errors import CheckpointError
 from neurogshn.utils.io import atomic_path
+from neurogshn.utils.weights import read_safetensors
 
 FORMAT = "neurogshn-training-checkpoint"
 FORMAT_VERSION = 1
@@ -167,7 +167,7 @@ class TrainingCheckpoint:
 
     def model_state_dict(self) -> dict[str, Tensor]:
         """The model weights (``model.safetensors``), read without pickle."""
-        return _load_safetensors(self.path / MODEL_WEIGHTS_FILE)
+        return read_safetensors(self.path / MODEL_WEIGHTS_FILE, "missing from the checkpoint")
 
 
 def save_model_weights(model: nn.Module, directory: Path) -> None:
@@ -196,17 +196,6 @@ def load_model_weights(model: nn.Module, checkpoint: TrainingCheckpoint) -> None
             "weights are from another model configuration "
             f"(missing: {missing_trainable[:5]}, unexpected: {sorted(unexpected)[:5]})",
         )
-
-
-def _load_safetensors(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise CheckpointError(path, "missing from the checkpoint")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            path, f"not a readable safetensors file (truncated?): {exc}"
-        ) from None
 
 
 def load_json_object(path: Path, missing: str = "missing from the checkpoint") -> dict[str, Any]:
@@ -353,7 +342,7 @@ class CheckpointManager:
                 )
             if verify and _sha256(file) != info["sha256"]:
                 raise CheckpointError(file, "corrupted: SHA-256 differs from the one recorded")
-        tensors = _load_safetensors(path / STATE_FILE)
+        tensors = read_safetensors(path / STATE_FILE, "missing from the checkpoint")
         train_config = load_json_object(path / TRAIN_CONFIG_FILE)
         return TrainingCheckpoint(path, trainer, train_config, tensors)
 

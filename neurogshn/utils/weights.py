@@ -6,7 +6,9 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
-from neurogshn.errors import InputFileError
+from torch import Tensor
+
+from neurogshn.errors import CheckpointError, InputFileError
 
 #: weight files that are pickles (refused) — what a directory holds instead of safetensors
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -31,3 +33,33 @@ def require_safetensors(directory: str | PathLike[str], what: str = "model") -> 
         f"{what} directory holds no *.safetensors weights{found} (convert the weights to "
         "safetensors, e.g. save_pretrained(..., safe_serialization=True))",
     )
+
+
+def read_safetensors(path: str | PathLike[str], missing: str = "missing") -> dict[str, Tensor]:
+    """The tensors of a safetensors file, with every failure a :class:`CheckpointError` that
+    names the file: absent (``missing`` says from what), a pickle or ``torch.save`` zip (never
+    unpickled), truncated or corrupt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, missing)
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    # A safetensors file starts with its header length (u64 little-endian) and then "{"; only
+    # when that is absent can the pickle / zip magic be told apart from a length byte (a header
+    # of 0x5780 bytes starts with 0x80, like a pickle).
+    safetensors_like = len(head) > 8 and head[8:9] == b"{"
+    if not safetensors_like and (head[:2] == b"PK" or head[:1] == b"\x80"):
+        raise CheckpointError(
+            path,
+            "is a pickle/torch.save file, not safetensors; refusing to unpickle it "
+            "(convert it with safetensors.torch.save_file from a trusted environment)",
+        )
+    if len(head) < 8:
+        raise CheckpointError(path, f"truncated: only {len(head)} bytes")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"truncated or corrupt safetensors file: {exc}") from None
