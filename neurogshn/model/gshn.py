@@ -19,7 +19,6 @@ config is positive, so a weight of 0 leaves no unused parameter.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,11 +34,8 @@ from torch_geometric.utils import to_dense_batch
 
 from neurogshn.errors import CheckpointError, ConfigError
 from neurogshn.model.config import (
-    LEGACY_ITM_FIELDS,
-    REMOVED_OPTIONS,
     GSHNConfig,
     config_from_name,
-    removed_options,
 )
 from neurogshn.model.fusion import GraphPooling, HybridFusion, SpikeReadout
 from neurogshn.model.gat import GATStage
@@ -53,6 +49,13 @@ from neurogshn.model.mlm import (
     masked_captions,
     masked_word_logits,
 )
+from neurogshn.model.persistence import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    fit_state_to_model,
+    read_saved_config,
+    saved_model_files,
+)
 from neurogshn.model.spiking import SpikingEncoder
 from neurogshn.model.text import TextEncoder, TextEncoding
 from neurogshn.utils.io import atomic_path, write_json_atomic
@@ -60,9 +63,6 @@ from neurogshn.utils.runtime import resolve_device
 from neurogshn.utils.weights import read_safetensors
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -608,35 +608,8 @@ class GSHN(nn.Module):
             ConfigError: ``overrides`` that name an unknown field or an invalid value.
         """
         root = Path(directory)
-        if not root.is_dir():
-            raise CheckpointError(root, "checkpoint directory does not exist")
-        cfg_path, w_path = root / CONFIG_FILE, root / WEIGHTS_FILE
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise CheckpointError(
-                    p, "missing (a model directory holds config.json and model.safetensors)"
-                )
-        try:
-            raw = json.loads(cfg_path.read_text())
-            if isinstance(raw, dict):
-                used = removed_options(raw)
-                if used:
-                    raise CheckpointError(
-                        cfg_path,
-                        "was trained with option(s) that neurogshn no longer has: "
-                        + "; ".join(f"{k} ({v})" for k, v in used.items())
-                        + ". They only worked on the embedded benchmark's own words; retrain "
-                        "with the open-vocabulary masked language modelling (itm_mlm_weight)",
-                    )
-                raw = {k: v for k, v in raw.items() if k not in REMOVED_OPTIONS}
-                # written before some ITM-head fields existed: rebuild the head as trained
-                for key, value in LEGACY_ITM_FIELDS.items():
-                    raw.setdefault(key, value)
-            config = GSHNConfig.from_dict(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(cfg_path, f"not valid JSON: {exc}") from None
-        except ConfigError as exc:
-            raise CheckpointError(cfg_path, str(exc)) from None
+        cfg_path, w_path = saved_model_files(root)
+        config = read_saved_config(cfg_path)
         if overrides:
             config = GSHNConfig.from_dict({**config.to_dict(), **dict(overrides)})
         state = read_safetensors(w_path)
@@ -644,55 +617,9 @@ class GSHN(nn.Module):
             model = cls(config)
         except ConfigError as exc:
             raise CheckpointError(cfg_path, str(exc)) from None
-        expected = model.state_dict()
-        absent = sorted(set(expected) - set(state))
-        # with overrides, absent tensors are the parameters the new configuration adds
-        added, missing = (absent, []) if overrides else ([], absent)
-        if added:
-            log.info("%s: new parameters (freshly initialised): %s", root, ", ".join(added))
-        if overrides:
-            grown = _grow_rows(state, expected)
-            if grown:
-                log.info("%s: new output rows (freshly initialised) of %s", root, ", ".join(grown))
-        unexpected = sorted(set(state) - set(expected))
-        shapes = sorted(
-            f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in state and tuple(state[k].shape) != tuple(v.shape)
-        )
-        if missing or unexpected or shapes:
-            parts = []
-            for label, items in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape mismatch", shapes),
-            ):
-                if items:
-                    more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
-                    parts.append(f"{label} {len(items)}: {', '.join(items[:8])}{more}")
-            raise CheckpointError(
-                w_path,
-                "weights do not match config.json (another configuration?): " + "; ".join(parts),
-            )
+        added = fit_state_to_model(state, model.state_dict(), w_path, grow=bool(overrides))
         model.load_state_dict(state, strict=not added)
         return model.to(resolve_device(device))
-
-
-def _grow_rows(state: dict[str, Tensor], expected: Mapping[str, Tensor]) -> list[str]:
-    """Extend each tensor of ``state`` that has fewer rows (first dimension) than the model's,
-    and otherwise its shape, with the model's fresh rows after its own; the keys grown."""
-    grown = []
-    for key, fresh in expected.items():
-        old = state.get(key)
-        if (
-            old is not None
-            and old.dim() == fresh.dim() >= 1
-            and old.shape[1:] == fresh.shape[1:]
-            and old.shape[0] < fresh.shape[0]
-        ):
-            state[key] = torch.cat([old, fresh[old.shape[0] :].to(old.dtype)])
-            grown.append(key)
-    return grown
 
 
 def _dense_inputs(image: ImageEncoding) -> tuple[Tensor, Tensor, Tensor | None]:
