@@ -158,18 +158,25 @@ def check_init_from(cfg: TrainConfig) -> None:
         )
 
 
+def model_overrides(cfg: TrainConfig) -> dict[str, Any]:
+    """``model.overrides`` with the loss section's weights as ``<loss>_weight`` (the loss
+    section wins)."""
+    overrides = dict(cfg.model.overrides)
+    for key, weight in cfg.loss.as_overrides().items():
+        overrides[f"{key}_weight"] = weight
+    return overrides
+
+
 def check_model_config(cfg: TrainConfig) -> None:
-    """Build the model's configuration (not the model) from ``model.name``, its overrides and
-    the loss weights, so that a bad override is reported before any data is generated or read."""
+    """Build the model's configuration (not the model) from ``model.name`` and
+    :func:`model_overrides`, so that a bad override is reported before any data is generated
+    or read."""
     from neurogshn.model.config import config_from_name
 
     if cfg.model.init_from is not None:
         return
-    overrides = dict(cfg.model.overrides)
-    for key, weight in cfg.loss.as_overrides().items():
-        overrides[f"{key}_weight"] = weight
     try:
-        config_from_name(cfg.model.name, **overrides)
+        config_from_name(cfg.model.name, **model_overrides(cfg))
     except ConfigError as exc:
         raise ConfigError(f"model (name {cfg.model.name!r} + overrides): {exc}") from None
 
@@ -182,11 +189,9 @@ def build_model(cfg: TrainConfig, graphs: Any) -> torch.nn.Module:
         # model.overrides grow the saved model (e.g. itm_attention_sink); loss weights come
         # from the saved config
         return GSHN.from_pretrained(cfg.model.init_from, overrides=cfg.model.overrides or None)
-    overrides = dict(cfg.model.overrides)
+    overrides = model_overrides(cfg)
     overrides.setdefault("node_features", int(graphs.feature_dim))
     overrides.setdefault("edge_features", int(graphs.edge_dim))
-    for key, weight in cfg.loss.as_overrides().items():
-        overrides[f"{key}_weight"] = weight  # the loss section wins
     try:
         return GSHN.from_config_name(cfg.model.name, **overrides)
     except (TypeError, ValueError, KeyError) as exc:

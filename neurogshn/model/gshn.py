@@ -443,8 +443,13 @@ class GSHN(nn.Module):
         # each distinct masked text through the text encoder once (a caption scored against
         # many images, as in re-ranking, repeats them)
         first: dict[str, int] = {}
-        text_row = [first.setdefault(t, len(first)) for t in masked.texts]
-        first_rows = [text_row.index(k) for k in range(len(first))]
+        text_row: list[int] = []
+        first_rows: list[int] = []  # the first row of each distinct text
+        for row, t in enumerate(masked.texts):
+            if t not in first:
+                first[t] = len(first)
+                first_rows.append(row)
+            text_row.append(first[t])
         enc = te(list(first))
         text_row_t = torch.tensor(text_row, device=self.device)
         nodes, node_mask, pos = _dense_inputs(image)
