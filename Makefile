@@ -21,7 +21,7 @@ LAVA_NC_VERSION := 0.10.0
 LAVA_DL_VERSION := 0.6.0
 # The setup is keyed on the hash of everything that decides what gets installed: a second
 # `make setup` with unchanged files installs nothing.
-SETUP_INPUTS := requirements/base.txt requirements/constraints.txt pyproject.toml scripts/patch_lava.py Makefile
+SETUP_INPUTS := requirements/base.txt requirements/interop.txt requirements/constraints.txt pyproject.toml scripts/patch_lava.py Makefile
 SETUP_HASH := $(shell cat $(SETUP_INPUTS) | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.setup-$(SETUP_HASH)
 PYTEST_ARGS ?=
@@ -46,6 +46,8 @@ $(STAMP):
 	# torch first, from the local CPU wheel; every later install is constrained to it.
 	$(PIP) install torch==$(TORCH_VERSION)
 	$(PIP) install -c requirements/constraints.txt -r requirements/base.txt
+	# NIR peers (snnTorch, Rockpool) that the export is checked against, spike for spike.
+	$(PIP) install -c requirements/constraints.txt -r requirements/interop.txt
 	# norse declares torchvision, which breaks transformers on torch 2.13 CPU: no deps.
 	$(PIP) install --no-deps norse==$(NORSE_VERSION)
 	# lava-nc/lava-dl declare Python<3.11, numpy<2, torch<2.4; their real runtime needs are in

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
 
 from neurogshn.cli.types import nonnegative_int, positive_float, positive_int
+
+# Kept in step with neurogshn.hardware.nir_consumers.NIR_CONSUMERS (the CLI imports lazily).
+NIR_CONSUMER_NAMES = ("norse", "snntorch", "rockpool")
+DEFAULT_NIR_DT = 1e-4
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,16 +42,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tune first")
     p.add_argument("--qat-steps", type=nonnegative_int, default=200, help="QAT optimisation steps")
     p.add_argument("--save-qat", default=None, help="write the QAT encoder checkpoint here")
+    p.add_argument(
+        "--dt",
+        type=positive_float,
+        default=DEFAULT_NIR_DT,
+        help="NIR: time step in seconds at which the continuous-time graph reproduces the "
+        "encoder (default 1e-4, the step snnTorch's importer assumes)",
+    )
+    p.add_argument(
+        "--consumers",
+        default=",".join(NIR_CONSUMER_NAMES),
+        help="NIR: comma-separated simulators to run the export in and compare spikes per layer "
+        f"(default {','.join(NIR_CONSUMER_NAMES)}; 'none' to skip); inputs are --data's "
+        "calibration images, or seeded standard-normal vectors without --data",
+    )
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import numpy as np
 
-    from neurogshn.hardware.export import export_lava, export_nir
+    from neurogshn.hardware.export import export_lava
     from neurogshn.hardware.source import load_spiking_branch
 
     branch = load_spiking_branch(args.checkpoint, device=args.device)
@@ -70,12 +88,56 @@ def run(args: argparse.Namespace) -> int:
             save_encoder_checkpoint(branch.encoder, args.save_qat)
     out = Path(args.out)
     if args.target == "nir":
-        res = export_nir(branch, out, args.name)
-        print(f"wrote {out / res.sidecar['nir_file']} and {res.sidecar_path}")
-        return 0
+        return _export_nir(args, branch, calib, out)
     res = export_lava(branch, out, args.name, calib, clip=args.clip, weight_scale=args.weight_scale)
     for layer in res.sidecar["quantization"]["layers"]:
         keys = ("weight_rel_rms_error", "weights_clipped", "input_rel_rms_error", "vth_mant")
         print(layer["name"], {k: layer[k] for k in keys if k in layer})
     print(f"wrote {res.net_path}, {res.sidecar_path} ({res.sidecar['export_seconds']:.2f} s)")
+    return 0
+
+
+def _export_nir(args: argparse.Namespace, branch: Any, calib: Any, out: Path) -> int:
+    """``--target nir``: write the graph, run it in the chosen consumers, print the table."""
+    import numpy as np
+
+    from neurogshn.hardware.export import export_nir
+    from neurogshn.hardware.nir_consumers import format_consumer_table
+    from neurogshn.hardware.verify import random_inputs
+
+    names = [n.strip() for n in args.consumers.split(",") if n.strip()]
+    if names == ["none"]:
+        names = []
+    unknown = [n for n in names if n not in NIR_CONSUMER_NAMES]
+    if unknown:
+        print(
+            f"neurogshn export: unknown --consumers {unknown}; choose from "
+            f"{','.join(NIR_CONSUMER_NAMES)} or 'none'"
+        )
+        return 2
+    if calib is not None:
+        inputs, source = (
+            calib,
+            f"{len(calib)} node inputs of {args.calib_images} {args.split} images of {args.data}",
+        )
+    else:
+        in_features = branch.encoder.in_features
+        inputs = np.concatenate(random_inputs(in_features, 8, nodes=32))
+        source = "256 seeded standard-normal vectors (pass --data for real node inputs)"
+    res = export_nir(
+        branch, out, args.name, args.dt, inputs if names else None, source, names or None
+    )
+    reports = res.sidecar["consumers"]
+    if reports:
+        print(f"spike agreement with the encoder per layer ({source}):")
+        print(format_consumer_table(reports))
+        for r in reports:
+            if r["differences"] and r["status"] == "ok":
+                print(
+                    f"  {r['consumer']} cannot express the encoder exactly: "
+                    + "; ".join(r["differences"])
+                )
+    print("wrote:")
+    print(f"  {out / res.sidecar['nir_file']}  (NIR graph, dt = {args.dt:g} s)")
+    print(f"  {res.sidecar_path}  (sidecar: parameters, how to load it, consumer agreement)")
     return 0

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from neurogshn.errors import ExportError
+from neurogshn.hardware.nir_export import DEFAULT_NIR_DT
 from neurogshn.hardware.quantize import INPUT_MESSAGE_BITS, QuantizedNetwork, quantize_encoder
 from neurogshn.utils.io import atomic_path, write_json_atomic
 
@@ -166,24 +167,47 @@ def output_dir(out_dir: str | Path) -> Iterator[Path]:
         raise
 
 
-def export_nir(branch: Any, out_dir: str | Path, name: str = "spiking_encoder") -> ExportResult:
-    """Write ``<name>.nir`` (float network) and a small JSON sidecar."""
+def export_nir(
+    branch: Any,
+    out_dir: str | Path,
+    name: str = "spiking_encoder",
+    dt: float = DEFAULT_NIR_DT,
+    check_inputs: np.ndarray | None = None,
+    check_source: str = "",
+    consumers: list[str] | None = None,
+) -> ExportResult:
+    """Write ``<name>.nir`` (float network, continuous-time reading at ``dt``) and a sidecar.
+
+    With ``check_inputs`` (``N×F`` encoder inputs), the sidecar's ``consumers`` section holds the
+    spike agreement per layer of every NIR consumer (:mod:`~neurogshn.hardware.nir_consumers`)
+    with the encoder on those inputs; ``check_source`` says where the inputs came from.
+    """
+    import torch
+
+    from neurogshn.hardware.nir_consumers import NIR_CONSUMERS, compare_consumers
     from neurogshn.hardware.nir_export import write_nir
 
     enc = branch.encoder
+    reports = []
+    if check_inputs is not None:
+        x = torch.as_tensor(np.asarray(check_inputs), dtype=torch.float32)
+        reports = compare_consumers(enc, x, dt, consumers)
     with output_dir(out_dir) as out:
-        path = write_nir(enc, out / f"{name}.nir")
+        path = write_nir(enc, out / f"{name}.nir", dt)
         sidecar = {
             "format": "neurogshn-nir",
             "version": SIDECAR_VERSION,
             "source_checkpoint": branch.source,
             "nir_file": path.name,
             "time_steps": enc.time_steps,
-            "dt": enc.neuron.dt,
-            "import": "norse.torch.from_nir(nir.read(path), dt=dt); feed x at each of the T steps",
+            "dt_seconds": dt,
             "input_encoding": "constant current: layer 0's Affine receives x at every step",
-            "cuba_parameters": "tau_syn = 1/tau_syn_inv, tau_mem = 1/tau_mem_inv, r = 1, "
-            "w_in = 1/(dt*tau_syn_inv), v_leak = v_reset = 0",
+            "cuba_parameters": "tau_syn = dt/(dt_enc*tau_syn_inv), tau_mem = dt/(dt_enc*"
+            "tau_mem_inv), w_in = tau_syn/dt, r = tau_mem/dt, v_threshold = v_th/(dt_enc*"
+            "tau_mem_inv), v_leak = v_reset = 0: forward Euler at dt is the encoder",
+            "load": {c.name: c.load.replace("DT", repr(dt)) for c in NIR_CONSUMERS.values()},
+            "consumers": [r.to_dict() for r in reports],
+            "consumer_check_inputs": check_source if reports else "not checked",
             "stays_on_host": [h for h in HOST_SIDE if not h.startswith("layer 0")],
         }
         sidecar_path = out / f"{name}.nir.json"

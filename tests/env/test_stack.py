@@ -123,3 +123,21 @@ def test_lava_imports_through_compat(module: str) -> None:
 
     lava_module(module)
     assert hasattr(netx().hdf5, "Network")
+
+
+def test_nir_peers_are_installed_at_the_pinned_versions() -> None:
+    """`make setup` installs requirements/interop.txt (the simulators the NIR export is run in)."""
+    import importlib.metadata
+    from pathlib import Path
+
+    pins = [
+        line.split("==")
+        for line in (Path(__file__).resolve().parents[2] / "requirements" / "interop.txt")
+        .read_text()
+        .splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert {name for name, _ in pins} == {"snntorch", "rockpool"}
+    for name, version in pins:
+        assert importlib.metadata.version(name) == version, name
+    assert importlib.util.find_spec("torchvision") is None
