@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 from torch_geometric.data import Batch
 
 from neurogshn.errors import ConfigError
@@ -153,7 +154,8 @@ class PretrainingObjective:
     def __call__(self, model: GSHN, batch: PretrainBatch) -> dict[str, Tensor]:
         w = self.resolve(model)
         device = model.device
-        image = model.encode_image(batch.graphs)
+        with record_function("model/encode_image"):
+            image = model.encode_image(batch.graphs)
         b = image.num_graphs
         out: dict[str, Tensor] = {}
         total = image.image_embeds.new_zeros(())
@@ -162,92 +164,102 @@ class PretrainingObjective:
         if need_text:
             neg_rows = [i for i, h in enumerate(batch.hard_negatives) if h]
             negs = [batch.hard_negatives[i] for i in neg_rows]
-            text = model.encode_text(list(batch.captions) + negs)
+            with record_function("model/encode_text"):
+                text = model.encode_text(list(batch.captions) + negs)
             cap_emb, neg_emb = text.text_embeds[:b], text.text_embeds[b:]
             all_texts = list(batch.captions) + negs
             targets = same_text_mask(list(batch.captions), all_texts, device=device)
             same_caption = targets[:, :b]
 
         if w["itc"] > 0:
-            scale = model.itc_scale()
-            out["itc"] = itc_loss(image.image_embeds, cap_emb, scale, neg_emb, targets)
-            out["diag/itc_temperature"] = (1.0 / scale).detach()
-            total = total + w["itc"] * out["itc"]
+            with record_function("loss/itc"):
+                scale = model.itc_scale()
+                out["itc"] = itc_loss(image.image_embeds, cap_emb, scale, neg_emb, targets)
+                out["diag/itc_temperature"] = (1.0 / scale).detach()
+                total = total + w["itc"] * out["itc"]
 
         if w["cl"] > 0:
-            c = model.config
-            out["cl"] = spatiotemporal_cl_loss(
-                image.spikes[-1],
-                image.node_batch,
-                b,
-                model.cl_head,
-                windows=c.cl_windows,
-                temperature=c.cl_temperature,
-                max_nodes=c.cl_max_nodes,
-            )
-            total = total + w["cl"] * out["cl"]
+            with record_function("loss/cl"):
+                c = model.config
+                out["cl"] = spatiotemporal_cl_loss(
+                    image.spikes[-1],
+                    image.node_batch,
+                    b,
+                    model.cl_head,
+                    windows=c.cl_windows,
+                    temperature=c.cl_temperature,
+                    max_nodes=c.cl_max_nodes,
+                )
+                total = total + w["cl"] * out["cl"]
 
         if w["stl"] > 0:
-            proj = model.stl_projector
-            tokens = text.token_embeds[:b]
-            if model.config.stl_detach_text:
-                tokens = tokens.detach()
-            _, token_codes = proj(tokens)
-            node_codes, node_mask = image.dense_nodes(image.snn_latent)
-            out["stl"] = stl_loss(
-                node_codes,
-                node_mask,
-                token_codes,
-                text.token_mask[:b],
-                proj.scale(),
-                model.config.stl_token_weight,
-                same_caption,
-            )
-            out["diag/stl_temperature"] = (1.0 / proj.scale()).detach()
-            out["diag/text_spike_rate"] = token_codes.detach()[text.token_mask[:b]].mean()
-            total = total + w["stl"] * out["stl"]
+            with record_function("loss/stl"):
+                proj = model.stl_projector
+                tokens = text.token_embeds[:b]
+                if model.config.stl_detach_text:
+                    tokens = tokens.detach()
+                _, token_codes = proj(tokens)
+                node_codes, node_mask = image.dense_nodes(image.snn_latent)
+                out["stl"] = stl_loss(
+                    node_codes,
+                    node_mask,
+                    token_codes,
+                    text.token_mask[:b],
+                    proj.scale(),
+                    model.config.stl_token_weight,
+                    same_caption,
+                )
+                out["diag/stl_temperature"] = (1.0 / proj.scale()).detach()
+                out["diag/text_spike_rate"] = token_codes.detach()[text.token_mask[:b]].mean()
+                total = total + w["stl"] * out["stl"]
 
         if w["itm"] > 0:
-            nodes, node_mask = image.dense_nodes()
-            sim = None
-            if model.config.itm_batch_negatives:
-                sim = image.image_embeds.detach() @ cap_emb.detach().T
-            owner = torch.tensor(neg_rows, dtype=torch.long, device=device)
-            ground = None
-            if model.config.itm_grounding_weight > 0 and batch.groundings is not None:
-                offsets = model.text_encoder.token_offsets(list(batch.captions))
-                ground = grounding_targets(offsets, batch.groundings, device)
-            result = itm_loss(
-                model.itm_head,
-                nodes,
-                node_mask,
-                text.token_embeds[:b],
-                text.attention_mask[:b],
-                same_caption,
-                sim,
-                text.token_embeds[b:],
-                text.attention_mask[b:],
-                owner,
-                None if image.node_pos is None else image.dense_nodes(image.node_pos)[0],
-                return_attention=ground is not None,
-            )
-            out["itm"], out["diag/itm_accuracy"] = result.loss, result.accuracy
-            total = total + w["itm"] * out["itm"]
-            if ground is not None and result.attention is not None:
-                out["itm_grounding"], out["diag/grounding_accuracy"] = grounding_loss(
-                    result.attention, ground
+            with record_function("loss/itm"):
+                nodes, node_mask = image.dense_nodes()
+                sim = None
+                if model.config.itm_batch_negatives:
+                    sim = image.image_embeds.detach() @ cap_emb.detach().T
+                owner = torch.tensor(neg_rows, dtype=torch.long, device=device)
+                ground = None
+                if model.config.itm_grounding_weight > 0 and batch.groundings is not None:
+                    offsets = model.text_encoder.token_offsets(list(batch.captions))
+                    ground = grounding_targets(offsets, batch.groundings, device)
+                result = itm_loss(
+                    model.itm_head,
+                    nodes,
+                    node_mask,
+                    text.token_embeds[:b],
+                    text.attention_mask[:b],
+                    same_caption,
+                    sim,
+                    text.token_embeds[b:],
+                    text.attention_mask[b:],
+                    owner,
+                    None if image.node_pos is None else image.dense_nodes(image.node_pos)[0],
+                    return_attention=ground is not None,
                 )
-                total = total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
+                out["itm"], out["diag/itm_accuracy"] = result.loss, result.accuracy
+                total = total + w["itm"] * out["itm"]
+                if ground is not None and result.attention is not None:
+                    out["itm_grounding"], out["diag/grounding_accuracy"] = grounding_loss(
+                        result.attention, ground
+                    )
+                    total = (
+                        total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
+                    )
             if model.config.itm_mlm_weight > 0 and model.itm_head.token_head is not None:
-                pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
-                predicted = model.masked_word_logits(batch.captions, nodes, node_mask, pos)
-                if predicted is not None:
-                    mlm = mlm_loss(predicted)
-                    out["itm_mlm"] = mlm.loss
-                    out["diag/mlm_accuracy"] = mlm.accuracy
-                    if not torch.isnan(mlm.prior_accuracy):
-                        out["diag/mlm_prior_accuracy"] = mlm.prior_accuracy
-                    total = total + w["itm"] * model.config.itm_mlm_weight * mlm.loss
+                with record_function("loss/itm_mlm"):
+                    pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+                    predicted = model.masked_word_logits(
+                        list(batch.captions), nodes, node_mask, pos, list(batch.hard_negatives)
+                    )
+                    if predicted is not None:
+                        mlm = mlm_loss(predicted)
+                        out["itm_mlm"] = mlm.loss
+                        out["diag/mlm_accuracy"] = mlm.accuracy
+                        if not torch.isnan(mlm.prior_accuracy):
+                            out["diag/mlm_prior_accuracy"] = mlm.prior_accuracy
+                        total = total + w["itm"] * model.config.itm_mlm_weight * mlm.loss
 
         out["loss"] = total
         if image.fusion_ratio is not None:

@@ -135,6 +135,9 @@ class GSHNConfig:
             the match score reads them).
         itm_mlm_image_dropout: fraction of the masked captions paired with the null image,
             which trains the text-only prior :math:`q`.
+        itm_mlm_contrast_masks: the first masked copy of a caption that has a hard negative
+            masks the words where the two differ (:func:`~neurogshn.model.mlm.contrast_words`)
+            instead of a random draw, so the masked words are the ones the image decides.
         itm_mlm_score_weight: weight :math:`\lambda` of the mean pointwise mutual information
             of the caption's content words in the match score (:meth:`GSHN.itm_scores`):
             :math:`s = \text{logit}_{match} - \text{logit}_{no} + \lambda\,
@@ -193,6 +196,7 @@ class GSHNConfig:
     itm_mlm_mask_rate: float = 0.15
     itm_mlm_copies: int = 2
     itm_mlm_image_dropout: float = 0.25
+    itm_mlm_contrast_masks: bool = False
     itm_mlm_score_weight: float = 8.0
     itm_mlm_score_words: int = 6
     itm_mlm_content_fraction: float = 0.5

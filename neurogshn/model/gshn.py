@@ -382,11 +382,18 @@ class GSHN(nn.Module):
         self.token_statistics.fit(te.tokenizer, captions, te.max_length)
 
     def masked_word_logits(
-        self, captions: list[str], nodes: Tensor, node_mask: Tensor, node_pos: Tensor | None
+        self,
+        captions: list[str],
+        nodes: Tensor,
+        node_mask: Tensor,
+        node_pos: Tensor | None,
+        contrasts: list[str | None] | None = None,
     ) -> MaskedWordLogits | None:
         """The masked-token head's predictions for randomly masked copies of ``captions`` read
         with their images (dense ``nodes`` ``B×N×D``, ``node_mask`` ``B×N``) or the null image,
-        as configured by ``itm_mlm_*`` (:func:`~neurogshn.model.mlm.masked_word_logits`)."""
+        as configured by ``itm_mlm_*`` (:func:`~neurogshn.model.mlm.masked_word_logits`);
+        ``contrasts`` (a contrasting caption per caption, or ``None``) are used when
+        ``itm_mlm_contrast_masks`` is on."""
         c = self.config
         return masked_word_logits(
             self.text_encoder,
@@ -399,6 +406,7 @@ class GSHN(nn.Module):
             c.itm_mlm_mask_rate,
             c.itm_mlm_copies,
             c.itm_mlm_image_dropout,
+            contrasts if c.itm_mlm_contrast_masks else None,
         )
 
     def content_words(self, texts: list[str]) -> list[list[CaptionWord]]:

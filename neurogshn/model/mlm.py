@@ -37,6 +37,7 @@ the stated word more likely than the text alone does, whatever the wording.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,6 +92,20 @@ def caption_words(
             words.append(CaptionWord(start, end, tuple(pieces), tuple(int(ids[t]) for t in pieces)))
         out.append(words)
     return out
+
+
+def contrast_words(
+    text: str, words: Sequence[CaptionWord], other: str, other_words: Sequence[CaptionWord]
+) -> list[CaptionWord]:
+    """The words of ``text`` that are not matched, in order, by a word of ``other`` (a
+    contrasting caption such as a hard negative): :class:`difflib.SequenceMatcher` over the
+    lower-cased word strings. For a caption and its hard negative these are the words the
+    image has to decide, whatever the wording; empty when the two read the same."""
+    a = [text[w.start : w.end].lower() for w in words]
+    b = [other[w.start : w.end].lower() for w in other_words]
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    matched = {i + k for i, _, n in matcher.get_matching_blocks() for k in range(n)}
+    return [w for i, w in enumerate(words) if i not in matched]
 
 
 def mask_word(text: str, word: CaptionWord, mask_token: str) -> str:
@@ -352,14 +367,25 @@ def masked_word_logits(
     mask_rate: float,
     copies: int,
     image_dropout: float,
+    contrasts: Sequence[str | None] | None = None,
 ) -> MaskedWordLogits | None:
     """Mask ``copies`` word groups per caption (:func:`draw_masked_words`), read the masked
     captions with their images (dense ``nodes`` ``B×N×D``, ``node_mask`` ``B×N``, ``node_pos``
     ``B×N×2`` or ``None``) or, for a fraction ``image_dropout`` of them (at least one and not
     all), with the null image, and predict the hidden pieces; ``None`` when nothing could be
-    masked. Draws use torch's global RNG, so seeded runs are deterministic."""
+    masked. With ``contrasts`` (per caption a contrasting caption, e.g. its hard negative, or
+    ``None``), the first copy of a caption that has one masks the words where the two differ
+    (:func:`contrast_words`) instead of a random draw. Draws use torch's global RNG, so seeded
+    runs are deterministic."""
     words = caption_words(te.tokenizer, list(captions), te.max_length)
     groups = draw_masked_words(words, statistics, mask_rate, copies)
+    if contrasts is not None:
+        rows = [i for i, c in enumerate(contrasts) if c]
+        others = caption_words(te.tokenizer, [str(contrasts[i]) for i in rows], te.max_length)
+        for i, other_words in zip(rows, others, strict=True):
+            differ = contrast_words(captions[i], words[i], str(contrasts[i]), other_words)
+            if differ and groups[i]:
+                groups[i][0] = differ
     masked = masked_captions(te.tokenizer, list(captions), groups, te.max_length, nodes.device)
     if not len(masked):
         return None

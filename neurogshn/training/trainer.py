@@ -13,6 +13,12 @@ ratio, spike rate, graphs/s, elapsed seconds), shows a tqdm bar and writes check
 ``checkpoint.every_steps`` steps (see :mod:`neurogshn.training.checkpoint`). A resumed run
 restores weights, optimizer, scheduler and RNG states and the data position, so it continues
 bit for bit where the checkpoint was taken (on CPU, same thread count).
+
+Each phase of a step runs under a ``torch.profiler.record_function`` label (``train/batch``,
+``train/forward``, ``train/backward``, ``train/optimizer``, ``train/checkpoint``; inside the
+forward, the objective's ``model/encode_image``, ``model/encode_text`` and ``loss/<name>``), so
+a ``torch.profiler`` trace of a run reads as the job's phases
+(``benchmarks/profile_pretrain.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from neurogshn.errors import CheckpointError
 from neurogshn.training.checkpoint import (
@@ -372,28 +379,32 @@ class Trainer:
                 self.epoch += 1
                 self.batch_in_epoch = 0
             t0 = time.perf_counter()
-            batch = self.data.batch(self.epoch, self.batch_in_epoch)
-            batch = _to_device(batch, self.device)
-            out = self.engine(batch)
+            with record_function("train/batch"):
+                batch = self.data.batch(self.epoch, self.batch_in_epoch)
+                batch = _to_device(batch, self.device)
+            with record_function("train/forward"):
+                out = self.engine(batch)
             loss = out["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss.item()} at step {self.step}: lower optim.lr or check data"
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            if cfg.optim.grad_clip > 0:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip))
-            else:
-                grad_norm = float(
-                    torch.linalg.vector_norm(
-                        torch.stack([p.grad.norm() for p in params if p.grad is not None])
+            with record_function("train/backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            with record_function("train/optimizer"):
+                params = [p for g in self.optimizer.param_groups for p in g["params"]]
+                if cfg.optim.grad_clip > 0:
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip))
+                else:
+                    grad_norm = float(
+                        torch.linalg.vector_norm(
+                            torch.stack([p.grad.norm() for p in params if p.grad is not None])
+                        )
                     )
-                )
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.optimizer.step()
-            self.scheduler.step()
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.optimizer.step()
+                self.scheduler.step()
             dt = time.perf_counter() - t0
             n_graphs = int(batch.graphs.num_graphs) * self.dist.world_size
             self.step += 1
@@ -429,7 +440,8 @@ class Trainer:
             bar.update(1)
             every = cfg.checkpoint.every_steps
             if every > 0 and self.step % every == 0 and self.step < self.total_steps:
-                self.save_checkpoint()
+                with record_function("train/checkpoint"):
+                    self.save_checkpoint()
         bar.close()
         ckpt = None
         if self.step >= self.total_steps:

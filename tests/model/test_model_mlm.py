@@ -15,7 +15,13 @@ from neurogshn.errors import CheckpointError
 from neurogshn.losses.mlm import mlm_loss
 from neurogshn.losses.objective import PretrainBatch, PretrainingObjective
 from neurogshn.model import GSHN
-from neurogshn.model.mlm import TokenStatistics, caption_words, draw_masked_words, masked_captions
+from neurogshn.model.mlm import (
+    TokenStatistics,
+    caption_words,
+    contrast_words,
+    draw_masked_words,
+    masked_captions,
+)
 
 # wording the embedded benchmark never uses
 OTHER_WORDS = [
@@ -103,6 +109,46 @@ def test_mlm_loss_trains_the_tied_head_and_null_image(tiny_model, make_batch):
     # the decoder is the frozen word-embedding matrix of the text model
     assert not tiny_model.text_encoder.word_embeddings.requires_grad
     assert tiny_model.text_encoder.word_embeddings.grad is None
+
+
+def test_contrast_words_are_where_a_caption_and_its_negative_differ(tiny_model):
+    tok = tiny_model.text_encoder.tokenizer
+    pairs = [
+        ("the giraffe stands beneath the chandelier", "the chandelier stands beneath the giraffe",
+         ["giraffe", "chandelier"]),
+        ("two kayaks drift alongside the pier", "two kayaks drift away from the pier",
+         ["alongside"]),
+        ("the pier is empty", "The pier is empty", []),
+    ]  # fmt: skip
+    for text, other, want in pairs:
+        words, other_words = caption_words(tok, [text, other], 40)
+        got = contrast_words(text, words, other, other_words)
+        assert [text[w.start : w.end] for w in got] == want
+
+
+def test_contrast_masks_hide_the_differing_words_in_the_first_copy(tiny_model, make_batch):
+    tiny_model.fit_token_statistics(CAPTIONS)
+    image = tiny_model.encode_image(make_batch())
+    nodes, mask = image.dense_nodes()
+    pos = image.dense_nodes(image.node_pos)[0]
+    tok = tiny_model.text_encoder.tokenizer
+    captions = list(CAPTIONS[: nodes.shape[0]])
+    words = caption_words(tok, captions[:1], 40)[0]
+    negative = captions[0][: words[1].start] + "zebra" + captions[0][words[1].end :]
+    contrasts = [negative] + [None] * (len(captions) - 1)
+    tiny_model.config.itm_mlm_contrast_masks = True
+    tiny_model.config.itm_mlm_image_dropout = 0.0
+    torch.manual_seed(0)
+    out = tiny_model.masked_word_logits(captions, nodes, mask, pos, contrasts)
+    assert out is not None
+    # the first masked string is caption 0 with the replaced word's pieces hidden
+    assert out.targets[: len(words[1].token_ids)].tolist() == list(words[1].token_ids)
+    tiny_model.config.itm_mlm_contrast_masks = False
+    torch.manual_seed(0)
+    plain = tiny_model.masked_word_logits(captions, nodes, mask, pos, contrasts)
+    torch.manual_seed(0)
+    none = tiny_model.masked_word_logits(captions, nodes, mask, pos, None)
+    assert plain.targets.tolist() == none.targets.tolist()  # the option is off: no effect
 
 
 def test_match_evidence_has_fixed_width(tiny_model, make_batch):
