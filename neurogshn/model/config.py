@@ -19,7 +19,7 @@ from typing import Any
 from neurogshn.errors import ConfigError
 from neurogshn.model.spiking import LIFNeuronParameters
 from neurogshn.utils.io import write_json_atomic
-from neurogshn.utils.typed_config import coerce, type_hints
+from neurogshn.utils.typed_config import coerce, did_you_mean, type_hints
 
 MODES = ("full", "gat_only", "snn_only")
 POOLINGS = ("mean", "attention")
@@ -307,7 +307,10 @@ class GSHNConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ConfigError(f"GSHNConfig: unknown field(s) {unknown}; known: {sorted(names)}")
+            raise ConfigError(
+                f"GSHNConfig: unknown field(s) {unknown}{did_you_mean(unknown[0], cls)}; "
+                f"known: {sorted(names)}"
+            )
         neuron = data.get("neuron")
         if isinstance(neuron, dict):
             try:

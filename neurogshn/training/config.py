@@ -24,7 +24,13 @@ from typing import Any
 from neurogshn.errors import ConfigError
 from neurogshn.graph.config import GraphConfig
 from neurogshn.utils.io import write_json_atomic
-from neurogshn.utils.typed_config import build_dataclass, strip_optional, type_hints
+from neurogshn.utils.typed_config import (
+    build_dataclass,
+    did_you_mean,
+    strip_optional,
+    type_hints,
+    unknown_key_paths,
+)
 
 
 @dataclass
@@ -262,7 +268,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
-        """Build from a (possibly partial) dict; unknown keys and bad types raise ConfigError."""
+        """Build from a (possibly partial) dict; unknown keys (with the closest valid ones)
+        and bad types raise ConfigError."""
+        unknown = unknown_key_paths(data, cls)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)}{did_you_mean(unknown[0], cls)}"
+            )
         return build_dataclass(cls, data, prefix="", source=source)
 
     def to_json(self, path: str | PathLike[str]) -> None:
@@ -352,7 +364,10 @@ def _assign(data: dict[str, Any], cls: Any, parts: list[str], value: Any, full: 
     hints = type_hints(cls)
     if head not in hints:
         known = ", ".join(sorted(hints))
-        raise ConfigError(f"--set {full}: unknown key {head!r} (known here: {known})")
+        raise ConfigError(
+            f"--set {full}: unknown key {head!r} (known here: {known})"
+            f"{did_you_mean(full, TrainConfig)}"
+        )
     if not rest:
         data[head] = value
         return

@@ -8,6 +8,7 @@ Used by every config that is read from a file (:class:`~neurogshn.training.confi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import numbers
 import types
 import typing
@@ -30,6 +31,52 @@ def strip_optional(tp: Any) -> Any:
     return tp
 
 
+def key_paths(cls: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a (nested) dataclass config, sections included."""
+    out = []
+    for name, tp in type_hints(cls).items():
+        path = f"{prefix}{name}"
+        out.append(path)
+        sub = strip_optional(tp)
+        if dataclasses.is_dataclass(sub):
+            out += key_paths(sub, path + ".")
+    return out
+
+
+def closest_keys(wrong: str, cls: Any, limit: int = 3) -> list[str]:
+    """Valid dotted keys of ``cls`` closest to the unknown key ``wrong``: keys that end in the
+    same field name first (``optim.epochs`` → ``schedule.epochs``), then spelling neighbours
+    of the whole path and of its last part."""
+    paths = key_paths(cls)
+    leaf = wrong.rsplit(".", 1)[-1]
+    same_leaf = [p for p in paths if p.rsplit(".", 1)[-1] == leaf and p != wrong]
+    spelled = difflib.get_close_matches(wrong, paths, n=limit, cutoff=0.6)
+    by_leaf = {p.rsplit(".", 1)[-1]: p for p in paths}
+    near_leaf = [by_leaf[k] for k in difflib.get_close_matches(leaf, list(by_leaf), n=limit)]
+    return list(dict.fromkeys(same_leaf + spelled + near_leaf))[:limit]
+
+
+def did_you_mean(wrong: str, cls: Any) -> str:
+    """`` (did you mean a or b?)`` for :func:`closest_keys`, or ``""`` when nothing is close."""
+    keys = closest_keys(wrong, cls)
+    return f" (did you mean {' or '.join(keys)}?)" if keys else ""
+
+
+def unknown_key_paths(data: Any, cls: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of ``data``'s keys that ``cls`` (a nested dataclass config) does not have;
+    free-form ``dict`` fields are not looked into."""
+    if not isinstance(data, dict) or not dataclasses.is_dataclass(cls):
+        return []
+    hints = type_hints(cls)
+    out = []
+    for key, value in data.items():
+        if key not in hints:
+            out.append(f"{prefix}{key}")
+            continue
+        out += unknown_key_paths(value, strip_optional(hints[key]), f"{prefix}{key}.")
+    return out
+
+
 def build_dataclass(cls: Any, data: Any, prefix: str, source: str) -> Any:
     """``cls(**data)`` with every value checked against its field's annotation (``prefix``
     names the section in messages, ``source`` the file or option)."""
@@ -42,9 +89,10 @@ def build_dataclass(cls: Any, data: Any, prefix: str, source: str) -> Any:
     unknown = sorted(set(data) - set(hints))
     if unknown:
         where = prefix.rstrip(".") or "top level"
+        hints_text = "".join(did_you_mean(u, cls) for u in unknown[:1])
         raise ConfigError(
             f"{source}: unknown key(s) {', '.join(prefix + u for u in unknown)} "
-            f"(known in {where}: {', '.join(sorted(hints))})"
+            f"(known in {where}: {', '.join(sorted(hints))}){hints_text}"
         )
     kwargs = {}
     for name, value in data.items():

@@ -227,3 +227,32 @@ def test_lr_scale_gives_a_prefix_its_own_learning_rate():
     for bad in ("0", "-1", "true", '"x"'):
         with pytest.raises(ConfigError, match="lr_scale"):
             TrainConfig().with_overrides([f'optim.lr_scale={{"head.": {bad}}}'])
+
+
+@pytest.mark.parametrize(
+    ("assignment", "suggested"),
+    [
+        ("optim.epochs=3", "schedule.epochs"),  # a key of another section
+        ("shedule.epochs=3", "schedule.epochs"),  # a misspelt section
+        ("optim.lrr=1", "optim.lr"),
+        ("model.overide.time_steps=8", "model.overrides"),
+    ],
+)
+def test_unknown_keys_suggest_the_closest_valid_key(assignment: str, suggested: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig().with_overrides([assignment])
+    assert f"did you mean {suggested}" in str(err.value)
+    key = assignment.split("=")[0]
+    section, leaf = key.split(".")[0], key.split(".")[1]
+    with pytest.raises(ConfigError) as from_file:
+        TrainConfig.from_dict({section: {leaf: 1}}, source="cfg.json")
+    if section in ("optim", "model"):
+        assert "cfg.json: unknown key(s)" in str(from_file.value)
+        assert suggested in str(from_file.value)
+
+
+def test_unknown_model_field_suggests_the_closest() -> None:
+    from neurogshn.model.config import GSHNConfig
+
+    with pytest.raises(ConfigError, match=r"did you mean embed_dim\?"):
+        GSHNConfig.from_dict({"embed_dimm": 32})
