@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from neurogshn._version import __version__
+from neurogshn.cli.parser import SPLIT_RULE, CommandParser
 from neurogshn.errors import NeurogshnError
 
 # In the order of the data flow; `neurogshn --help` lists them in this order.
@@ -35,16 +36,17 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the full argument parser (also used by the docs' CLI reference test)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="neurogshn",
         description=(
             "Graph Spiking Hybrid Networks for vision-language alignment: scene graphs from "
             "panoptic segments, a spiking (Norse LIF) + graph-attention encoder, STL "
-            "pre-training, downstream tasks and Loihi/lava-dl export."
+            "pre-training, downstream tasks and Loihi/lava-dl export. Splits: "
+            f"{SPLIT_RULE}."
         ),
     )
     parser.add_argument("--version", action="version", version=f"neurogshn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMAND_MODULES:
         module_name = f"{__name__}.{name}"
         if importlib.util.find_spec(module_name) is None:

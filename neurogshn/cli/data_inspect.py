@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_graph_options(parser)
-    parser.add_argument("--split", default="train", help="split (default: train)")
+    parser.add_argument("--split", default="test", help="split to show (default: test)")
     parser.add_argument(
         "--index", type=nonnegative_int, default=0, help="record index in the split"
     )

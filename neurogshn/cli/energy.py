@@ -18,13 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "table; --json writes the full report."
         ),
     )
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="GSHN or spiking-encoder checkpoint dir")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="data set root")
     src.add_argument(
         "--random", type=positive_int, metavar="N", help="N random images (smoke check)"
     )
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="split to measure with --data (default: test)")
     p.add_argument("--n", type=positive_int, default=None, help="images with --data (default 64)")
     p.add_argument(
         "--hardware",

@@ -26,7 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--checkpoint", required=True, help="GSHN or spiking-encoder checkpoint dir")
-    p.add_argument("--target", choices=("lava", "nir"), default="lava")
+    p.add_argument(
+        "--target",
+        choices=("lava", "nir"),
+        default="lava",
+        help="lava: quantized lava-dl netx network for Loihi; nir: float NIR graph",
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--name", default="spiking_encoder", help="file name stem")
     p.add_argument("--clip", action="store_true", help="clip out-of-range weights")
@@ -56,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default {','.join(NIR_CONSUMER_NAMES)}; 'none' to skip); inputs are --data's "
         "calibration images, or seeded standard-normal vectors without --data",
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="device for QAT and calibration")
     p.set_defaults(func=run)
 
 

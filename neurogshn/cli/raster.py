@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="an RGB image file (segmented with SLIC superpixels)")
     src.add_argument("--data", help="a data set root (COCO panoptic layout)")
-    parser.add_argument("--split", default="val", help="data set split (default: val)")
+    parser.add_argument("--split", default="test", help="split to read (default: test)")
     parser.add_argument(
         "--index",
         type=nonnegative_int,

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="N random images of 8 nodes (smoke check only)",
     )
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="split to verify on with --data (default: test)")
     p.add_argument(
         "--n", type=positive_int, default=None, help="images to verify on with --data (default 64)"
     )
