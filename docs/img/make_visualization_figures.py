@@ -58,24 +58,24 @@ def main() -> None:
     names = ["global"] + [f"segment {s}" for s in ids]
 
     save_figure(
-        plot_node_raster(out.spikes[0], 3, layer_name="LIF layer 1", highlight=[4, 9]),
+        plot_node_raster(out.spikes[0], 3, layer_name="layer0", highlight=[4, 9]),
         OUT / "viz_node_raster.png",
         dpi=DPI,
     )
     save_figure(
         plot_image_raster(
-            out.spikes[1], image_name="astronaut", node_names=names, layer_name="LIF layer 2"
+            out.spikes[1], image_name="astronaut", node_names=names, layer_name="layer1"
         ),
         OUT / "viz_image_raster.png",
         dpi=DPI,
     )
     save_figure(
-        plot_rate_heatmap(out.spikes[1], node_names=names, layer_name="LIF layer 2"),
+        plot_rate_heatmap(out.spikes[1], node_names=names, layer_name="layer1"),
         OUT / "viz_rate_heatmap.png",
         dpi=DPI,
     )
     save_figure(
-        plot_rate_histogram(out.spikes, layer_names=["LIF layer 1", "LIF layer 2"]),
+        plot_rate_histogram(out.spikes, layer_names=["layer0", "layer1"]),
         OUT / "viz_rate_histogram.png",
         dpi=DPI,
     )
@@ -90,7 +90,7 @@ def main() -> None:
             out.spikes[0],
             neurons,
             threshold=enc.neuron.v_th,
-            layer_name="LIF layer 1",
+            layer_name="layer0",
         ),
         OUT / "viz_membrane.png",
         dpi=DPI,
@@ -101,7 +101,7 @@ def main() -> None:
             seg.segment_map,
             segment_rates(out.spikes[1]),
             segment_ids=ids,
-            title="astronaut: segments coloured by firing rate\n(LIF layer 2; global node "
+            title="astronaut: segments coloured by firing rate\n(layer1; global node "
             "not shown)",
         ),
         OUT / "viz_segment_rates.png",

@@ -254,12 +254,12 @@ marks is silent for that input.
 from neurogshn.viz import plot_image_raster, plot_node_raster
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
-plot_node_raster(enc.spikes[0], 0, layer_name="LIF layer 1", node_name="global node of image 1",
+plot_node_raster(enc.spikes[0], 0, layer_name="layer0", node_name="global node of image 1",
                  ax=axes[0])
 plot_image_raster(enc.spikes[-1], node_batch=enc.node_batch, graph=1,
                   image_name=f"test image {test_set[1].image_id}",
                   node_names=node_names(test_set[1], chosen[1]),
-                  layer_name=f"LIF layer {len(enc.spikes)}", ax=axes[1])
+                  layer_name=f"layer{len(enc.spikes) - 1}", ax=axes[1])
 show(fig)
 """),
     md("""
@@ -279,8 +279,8 @@ for li, z in enumerate(enc.spikes):
           f"{s.saturated_fraction:>11.1%}{s.spikes:>9d}")
 first = enc.node_batch == 0
 show(plot_rate_heatmap(enc.spikes[-1][:, first], node_names=names,
-                       layer_name=f"LIF layer {len(enc.spikes)} (test image {rec.image_id})"))
-layer_names = [f"LIF layer {li + 1}" for li in range(len(enc.spikes))]
+                       layer_name=f"layer{len(enc.spikes) - 1} (test image {rec.image_id})"))
+layer_names = [f"layer{li}" for li in range(len(enc.spikes))]
 show(plot_rate_histogram(enc.spikes, layer_names=layer_names))
 """),
     md("""
@@ -298,7 +298,7 @@ rates = z.float().mean(0)  # nodes × neurons
 busy = [tuple(int(i) for i in divmod(int(k), rates.shape[1]))
         for k in torch.argsort((rates - 0.5).abs().flatten())[:3]]
 show(plot_membrane_traces(v, z, busy, threshold=float(c.neuron.v_th),
-                          layer_name="LIF layer 1 (node = index in the batch of 4 images)"))
+                          layer_name="layer0 (node = index in the batch of 4 images)"))
 """),
     md("""
 ## 4 · A relational caption and its relation-swapped twin

@@ -42,9 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output PNG path")
     parser.add_argument(
         "--layer",
-        type=positive_int,
+        type=nonnegative_int,
         default=None,
-        help="spiking layer to draw, 1 = first (default: the last layer)",
+        help="spiking layer to draw, 0 = layer0, the first (default: the last layer)",
     )
     parser.add_argument(
         "--node",
@@ -206,9 +206,12 @@ def make_raster_figure(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             f"{ckpt}: mode {getattr(model.config, 'mode', '?')!r} has no spiking branch to plot"
         )
     num_layers = len(spikes)
-    layer = num_layers if args.layer is None else args.layer
-    if not 1 <= layer <= num_layers:
-        raise ConfigError(f"--layer {args.layer} out of range: the model has {num_layers} layers")
+    layer = num_layers - 1 if args.layer is None else args.layer
+    if not 0 <= layer < num_layers:
+        raise ConfigError(
+            f"--layer {args.layer} out of range: the model has {num_layers} spiking layers "
+            f"(0 … {num_layers - 1})"
+        )
     n = graph.num_nodes
     if args.node is not None and not 0 <= args.node < n:
         raise ConfigError(f"--node {args.node} out of range: this graph has {n} nodes")
@@ -222,7 +225,7 @@ def make_raster_figure(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         np.asarray(segmentation.segment_map),
         segment_ids,
         spikes,
-        layer=layer - 1,
+        layer=layer,
         node=args.node,
         image_name=name,
         node_names=names,
@@ -239,6 +242,7 @@ def make_raster_figure(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neurogshn.utils.names import layer_name
     from neurogshn.viz import save_figure
 
     fig, info = make_raster_figure(args)
@@ -247,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
     rates = [float(s.mean()) for s in spikes]
     print(
         f"wrote {args.out}: {n} nodes ({n - 1} segments), {spikes[0].shape[0]} time steps, "
-        "mean rate per layer " + ", ".join(f"{r:.3f}" for r in rates) + " spikes/step"
+        "mean rate "
+        + ", ".join(f"{layer_name(i)} {r:.3f}" for i, r in enumerate(rates))
+        + " spikes/step"
     )
     return 0

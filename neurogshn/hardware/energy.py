@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from neurogshn.hardware.profiles import EnergyProfile
+from neurogshn.utils.names import layer_name
 
 ESTIMATE_NOTE = (
     "ESTIMATES from per-operation energy constants (see each profile's source); not "
@@ -112,7 +113,7 @@ def activity_from_spikes(
         )
         layers.append(
             LayerActivity(
-                f"layer{li}",
+                layer_name(li),
                 size,
                 fan_in,
                 total,

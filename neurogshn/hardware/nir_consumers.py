@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from neurogshn.hardware.nir_export import DEFAULT_NIR_DT, encoder_to_nir
+from neurogshn.utils.names import layer_name
 
 RunFn = Callable[[Any, Tensor, int, float], Tensor]
 
@@ -252,7 +253,7 @@ def compare_consumers(
                     raise RuntimeError(f"output shape {tuple(got.shape)} != {tuple(want.shape)}")
                 report.layers.append(
                     LayerAgreement(
-                        layer=f"layer{k}",
+                        layer=layer_name(k),
                         agreement=float((got == want).float().mean()),
                         reference_rate=float(want.mean()),
                         consumer_rate=float(got.float().mean()),
@@ -268,7 +269,7 @@ def format_consumer_table(reports: Sequence[Mapping[str, Any]]) -> str:
     """A plain-text table of :meth:`ConsumerReport.to_dict` rows: consumer, version, whether
     its reading is exact, and the agreement per layer (or why there is none)."""
     n_layers = max((len(r["layers"]) for r in reports), default=0)
-    head = ["consumer", "version", "exact reading"] + [f"layer{k}" for k in range(n_layers)]
+    head = ["consumer", "version", "exact reading"] + [layer_name(k) for k in range(n_layers)]
     rows = [head]
     for r in reports:
         cells = [r["consumer"], r["version"] or "-", "yes" if r["exact_reading"] else "no"]

@@ -41,6 +41,7 @@ import numpy as np
 
 from neurogshn.errors import ExportError
 from neurogshn.utils.io import atomic_path
+from neurogshn.utils.names import layer_name
 
 #: The default NIR time step in seconds: what snnTorch's importer assumes.
 DEFAULT_NIR_DT = 1e-4
@@ -87,9 +88,9 @@ def encoder_to_nir(encoder: Any, dt: float = DEFAULT_NIR_DT, num_layers: int | N
             v_reset=np.zeros(n, np.float32),
             w_in=ones * np.float32(tau_syn / dt),
         )
-        nodes[f"layer{i}"] = syn
+        nodes[layer_name(i)] = syn
         nodes[f"lif{i}"] = lif
-        edges += [(prev, f"layer{i}"), (f"layer{i}", f"lif{i}")]
+        edges += [(prev, layer_name(i)), (layer_name(i), f"lif{i}")]
         prev = f"lif{i}"
     out_features = encoder.layers[n_layers - 1].out_features
     nodes["output"] = nir.Output(output_type={"output": np.array([out_features])})

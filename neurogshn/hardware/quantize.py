@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from neurogshn.errors import ExportError
+from neurogshn.utils.names import layer_name
 
 DECAY_UNITY = 4096  # 12-bit decay fractions
 VTH_MANT_MAX = (1 << 17) - 1  # vth: unsigned 17-bit
@@ -284,7 +285,7 @@ def quantize_encoder(
     layers.append(QuantizedLayer("layer0", w0.shape[0], None, s0, vth0, report0))
 
     for li, lin in enumerate(linears[1:], start=1):
-        name = f"layer{li}"
+        name = layer_name(li)
         if lin.bias is not None:
             raise ExportError(
                 f"{name}: has a bias; only the first (host-fed) layer may have one in this export"

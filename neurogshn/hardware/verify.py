@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from neurogshn.errors import DataError, ExportError
 from neurogshn.hardware.export import LoadedExport
 from neurogshn.hardware.fixed_point import FixedPointNetwork
+from neurogshn.utils.names import layer_name
 
 
 class QuantizedSpikingEncoder(nn.Module):
@@ -284,7 +285,8 @@ def format_verify_report(report: dict[str, Any]) -> str:
         lines.append("  skipped (--no-lava)")
     else:
         ident = ", ".join(
-            f"layer{i} {'yes' if ok else 'NO'}" for i, ok in enumerate(lava["identical_per_layer"])
+            f"{layer_name(i)} {'yes' if ok else 'NO'}"
+            for i, ok in enumerate(lava["identical_per_layer"])
         )
         lines += [
             f"  run config: {lava['run_config']}",

@@ -23,7 +23,7 @@ Usage::
 
 Returned keys: ``loss`` (weighted total), the unweighted loss of each active objective
 (``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_mlm``) and detached diagnostics
-under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_l{k}``, ``diag/itc_temperature``,
+under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_layer{k}``, ``diag/itc_temperature``,
 ``diag/stl_temperature``, ``diag/itm_accuracy``, ``diag/grounding_accuracy``,
 ``diag/mlm_accuracy`` (hidden pieces read with the image), ``diag/mlm_prior_accuracy`` (with
 the null image), ``diag/text_spike_rate``.
@@ -48,6 +48,7 @@ from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
 from neurogshn.losses.mlm import mlm_loss
 from neurogshn.losses.stl import stl_loss
+from neurogshn.utils.names import layer_name
 
 if TYPE_CHECKING:
     from neurogshn.model.gshn import GSHN
@@ -265,5 +266,5 @@ class PretrainingObjective:
         if image.fusion_ratio is not None:
             out["diag/fusion_ratio"] = image.fusion_ratio.detach()
         for k, r in enumerate(image.spike_rates):
-            out[f"diag/spike_rate_l{k}"] = r
+            out[f"diag/spike_rate_{layer_name(k)}"] = r
         return out

@@ -164,7 +164,7 @@ def plot_node_raster(
     Args:
         layer_spikes: one layer's spikes, time first.
         node: node index (row of the batched graph; node 0 of each graph is the global node).
-        layer_name: layer name for the title, e.g. ``"LIF layer 1"``.
+        layer_name: layer name for the title, e.g. ``"layer0"``.
         node_name: node name for the title (default ``"node {node}"``).
         highlight: neuron indices (``0…D-1``) to highlight.
         ax: axes to draw into.

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from neurogshn.utils.names import layer_name
 from neurogshn.viz.style import (
     RATE_CMAP,
     RATE_LABEL,
@@ -140,7 +141,7 @@ def plot_rate_histogram(
 
     Args:
         spikes: one layer's spikes ``T×N×D`` or a list of layers (``ImageEncoding.spikes``).
-        layer_names: legend names (default ``"layer 1"``, ``"layer 2"`` …).
+        layer_names: legend names (default ``"layer0"``, ``"layer1"`` …).
         ax: axes to draw into (all layers on it); else a new figure (or ``fig``).
         fig: figure to draw into when ``ax`` is ``None``.
         figsize: size of a new figure.
@@ -164,7 +165,7 @@ def plot_rate_histogram(
     names = (
         list(layer_names)
         if layer_names is not None
-        else [f"layer {i + 1}" for i in range(len(arrays))]
+        else [layer_name(i) for i in range(len(arrays))]
     )
     if len(names) != len(arrays):
         raise ValueError(f"layer_names has {len(names)} entries for {len(arrays)} layers")

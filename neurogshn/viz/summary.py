@@ -14,6 +14,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from neurogshn.utils.names import layer_name
 from neurogshn.viz.raster import plot_layer_raster, plot_node_raster
 from neurogshn.viz.rates import plot_rate_histogram
 from neurogshn.viz.segments import plot_segment_rates, segment_rates
@@ -57,7 +58,7 @@ def plot_image_summary(
     if not -num <= layer < num:
         raise IndexError(f"layer {layer} out of range: the model has {num} spiking layers")
     li = layer % num
-    layer_name = f"LIF layer {li + 1} of {num}"
+    title_layer = f"{layer_name(li)} (LIF, {num} layers)"
     z = to_numpy(spikes[li], f"spikes[{li}]")
     ids = [int(i) for i in segment_ids]
     if z.ndim != 3 or z.shape[1] != len(ids) + 1:
@@ -78,7 +79,7 @@ def plot_image_summary(
         segment_ids=ids,
         ax=ax_img,
         label_segments=[str(k) for k in range(1, len(ids) + 1)],
-        title=f"segments (labelled by node index) coloured by firing rate\n{layer_name}; "
+        title=f"segments (labelled by node index) coloured by firing rate\n{title_layer}; "
         "global node 0 not shown",
     )
     names = (
@@ -87,11 +88,9 @@ def plot_image_summary(
         else ["0: global"] + [f"node {k}" for k in range(1, len(ids) + 1)]
     )
     if node is None:
-        plot_layer_raster(z, node_names=names, layer_name=layer_name, ax=ax_raster)
+        plot_layer_raster(z, node_names=names, layer_name=title_layer, ax=ax_raster)
     else:
-        plot_node_raster(z, node, layer_name=layer_name, node_name=names[node], ax=ax_raster)
-    plot_rate_histogram(
-        list(spikes), layer_names=[f"LIF layer {i + 1}" for i in range(num)], ax=ax_hist
-    )
+        plot_node_raster(z, node, layer_name=title_layer, node_name=names[node], ax=ax_raster)
+    plot_rate_histogram(list(spikes), layer_names=[layer_name(i) for i in range(num)], ax=ax_hist)
     fig.suptitle(image_name, fontsize="large")
     return fig

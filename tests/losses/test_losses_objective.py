@@ -24,8 +24,8 @@ def test_total_is_weighted_sum(tiny_model, make_batch, captions):
     torch.testing.assert_close(out["loss"], expected)
     for key in (
         "diag/fusion_ratio",
-        "diag/spike_rate_l0",
-        "diag/spike_rate_l1",
+        "diag/spike_rate_layer0",
+        "diag/spike_rate_layer1",
         "diag/itc_temperature",
         "diag/itm_accuracy",
         "diag/mlm_accuracy",

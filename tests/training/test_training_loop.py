@@ -53,7 +53,7 @@ def objective(model: TinyAligner, batch: Batch) -> dict[str, torch.Tensor]:
     txt = model.txt(torch.cat(codes), offsets)
     logits = nn.functional.normalize(img, dim=-1) @ nn.functional.normalize(txt, dim=-1).T * 10
     itc = nn.functional.cross_entropy(logits, torch.arange(len(codes)))
-    return {"loss": itc, "itc": itc.detach(), "diag/spike_rate_l0": torch.tensor(0.25)}
+    return {"loss": itc, "itc": itc.detach(), "diag/spike_rate_layer0": torch.tensor(0.25)}
 
 
 def make_source(n: int = 30) -> PretrainItemSource:

@@ -82,14 +82,14 @@ def test_empty_raster_draws_no_marks():
 
 def test_node_raster_selects_the_node_and_highlights():
     z = _spikes(n=4, d=10)
-    fig = plot_node_raster(z, 2, layer_name="LIF layer 1", highlight=[1, 3])
+    fig = plot_node_raster(z, 2, layer_name="layer0", highlight=[1, 3])
     ax = fig.axes[0]
     sub = z[:, 2, :].numpy()
     assert len(_marks(ax)) == int(sub.sum())
     red = [c for c in ax.collections if isinstance(c, LineCollection)]
     assert len(red) == 2  # ordinary + highlighted
     assert len(red[1].get_segments()) == int(sub[:, [1, 3]].sum())
-    assert "LIF layer 1" in ax.get_title() and "node 2" in ax.get_title()
+    assert "layer0" in ax.get_title() and "node 2" in ax.get_title()
     assert ax.get_legend() is not None
 
 
@@ -127,7 +127,7 @@ def test_layer_raster_counts_and_validates():
 
 def test_rate_heatmap_array_equals_rates():
     z = _spikes(t=5, n=4, d=6)
-    fig = plot_rate_heatmap(z, layer_name="LIF layer 2")
+    fig = plot_rate_heatmap(z, layer_name="layer1")
     ax = fig.axes[0]
     arr = np.asarray(ax.images[0].get_array())
     np.testing.assert_allclose(arr, z.mean(0).numpy())

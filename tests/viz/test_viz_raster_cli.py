@@ -33,7 +33,7 @@ def photo(tmp_path_factory):
 def test_raster_command_draws_the_models_spikes(tiny_checkpoint, photo, tmp_path, capsys):
     out = tmp_path / "r.png"
     argv = ["raster", "--checkpoint", str(tiny_checkpoint), "--image", str(photo),
-            "--out", str(out), "--layer", "1", "--superpixels", "12"]  # fmt: skip
+            "--out", str(out), "--layer", "0", "--superpixels", "12"]  # fmt: skip
     fig, info = make_raster_figure(build_parser().parse_args(argv))
     spikes, graph = info["spikes"], info["graph"]
     segments = len(info["segmentation"].segments)
@@ -41,12 +41,12 @@ def test_raster_command_draws_the_models_spikes(tiny_checkpoint, photo, tmp_path
     assert [tuple(s.shape) for s in spikes] == [(4, segments + 1, 32)] * 2  # gshn-tiny
     raster = next(ax for ax in fig.axes if ax.get_xlabel() == TIME_LABEL)
     marks = sum(len(c.get_segments()) for c in raster.collections if isinstance(c, LineCollection))
-    assert marks == int(spikes[0].sum())  # --layer 1
-    assert "LIF layer 1 of 2" in raster.get_title()
+    assert marks == int(spikes[0].sum())  # --layer 0
+    assert "layer0 (LIF, 2 layers)" in raster.get_title()
 
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    rates = ", ".join(f"{float(s.mean()):.3f}" for s in spikes)
+    rates = ", ".join(f"layer{i} {float(s.mean()):.3f}" for i, s in enumerate(spikes))
     assert f"{segments + 1} nodes" in printed and rates in printed
     png = np.asarray(Image.open(out).convert("RGB"))
     assert png.shape[0] > 400 and png.shape[1] > 800

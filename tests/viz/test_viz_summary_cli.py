@@ -36,7 +36,7 @@ def test_summary_has_segments_raster_and_histogram():
     seg_ax = next(ax for ax in fig.axes if "coloured by firing rate" in ax.get_title())
     raster_ax = next(ax for ax in fig.axes if ax.get_xlabel() == TIME_LABEL)
     hist_ax = next(ax for ax in fig.axes if ax.get_xlabel() == RATE_LABEL)
-    assert "LIF layer 1 of 2" in seg_ax.get_title(), titles
+    assert "layer0 (LIF, 2 layers)" in seg_ax.get_title(), titles
     assert _marks(raster_ax) == int(spikes[0].sum())
     assert len(hist_ax.containers) == 2
     # node 1 ↔ segment 7, node 2 ↔ segment 3: the overlay colours follow that order
@@ -63,9 +63,9 @@ def test_summary_single_node_and_errors():
 def test_raster_parser_accepts_documented_options():
     args = build_parser().parse_args(
         ["raster", "--checkpoint", "c", "--data", "d", "--split", "test", "--index", "3",
-         "--out", "o.png", "--layer", "2", "--node", "1", "--segmenter", "superpixel"]
+         "--out", "o.png", "--layer", "1", "--node", "1", "--segmenter", "superpixel"]
     )  # fmt: skip
-    assert (args.data, args.split, args.index, args.layer, args.node) == ("d", "test", 3, 2, 1)
+    assert (args.data, args.split, args.index, args.layer, args.node) == ("d", "test", 3, 1, 1)
     assert args.segmenter == "superpixel" and args.image is None
     with pytest.raises(SystemExit):
         build_parser().parse_args(
