@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -86,20 +85,57 @@ def run(args: argparse.Namespace) -> int:
             return 2
         from neurogshn.hardware.qat import qat_finetune
         from neurogshn.hardware.source import save_encoder_checkpoint
+        from neurogshn.utils.names import layer_name
 
         result = qat_finetune(branch.encoder, calib, steps=args.qat_steps)
-        print(json.dumps({"qat": result.summary()}, indent=2))
+        print(
+            f"quantization-aware fine-tuning: {result.steps} steps, {result.seconds:.1f} s, "
+            f"kept: {result.kept}; quantized vs float spike agreement on hold-out "
+            "nodes: "
+            + ", ".join(
+                f"{layer_name(i)} {100 * a:.2f} % -> {100 * b:.2f} %"
+                for i, (a, b) in enumerate(
+                    zip(result.agreement_before, result.agreement_after, strict=True)
+                )
+            )
+        )
         if args.save_qat:
             save_encoder_checkpoint(branch.encoder, args.save_qat)
     out = Path(args.out)
     if args.target == "nir":
         return _export_nir(args, branch, calib, out)
     res = export_lava(branch, out, args.name, calib, clip=args.clip, weight_scale=args.weight_scale)
-    for layer in res.sidecar["quantization"]["layers"]:
-        keys = ("weight_rel_rms_error", "weights_clipped", "input_rel_rms_error", "vth_mant")
-        print(layer["name"], {k: layer[k] for k in keys if k in layer})
-    print(f"wrote {res.net_path}, {res.sidecar_path} ({res.sidecar['export_seconds']:.2f} s)")
+    print(format_quantization_table(res.sidecar["quantization"]["layers"]))
+    print(f"wrote ({res.sidecar['export_seconds']:.2f} s):")
+    print(f"  {res.net_path}  (lava-dl netx network: the chip side)")
+    print(f"  {out / res.sidecar['host_file']}  (layer0's float W0, b0: applied on the host)")
+    print(f"  {res.sidecar_path}  (sidecar: T, input encoding, scales, how to load it in Lava)")
     return 0
+
+
+def format_quantization_table(layers: list[dict[str, Any]]) -> str:
+    """One row per layer of the sidecar's ``quantization.layers``: what each layer receives,
+    its threshold mantissa and the relative errors quantization introduced."""
+
+    def pct(layer: dict[str, Any], key: str) -> str:
+        return f"{100 * abs(layer[key]):.3f} %" if key in layer else "-"
+
+    rows = [("layer", "input", "vth_mant", "weight RMS err", "weights clipped", "vth err")]
+    for layer in layers:
+        rows.append(
+            (
+                layer["name"],
+                "graded (host W0 x + b0)" if "input_scale" in layer else "binary spikes",
+                str(layer.get("vth_mant", "-")),
+                pct(layer, "weight_rel_rms_error"),
+                str(layer.get("weights_clipped", "-")),
+                pct(layer, "threshold_rel_error"),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 def _export_nir(args: argparse.Namespace, branch: Any, calib: Any, out: Path) -> int:

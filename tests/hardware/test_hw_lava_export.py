@@ -64,6 +64,13 @@ def test_cli_export_then_verify_reports_identical_lava(tmp_path: Path, capsys) -
     out = tmp_path / "export"
     assert main(["export", "--checkpoint", str(ckpt), "--target", "lava", "--out", str(out)]) == 0
     assert (out / "spiking_encoder.net").is_file()
+    exported = capsys.readouterr().out  # a table and the files written, not raw dicts
+    assert "{" not in exported
+    header, first, second = exported.splitlines()[:3]
+    assert header.split()[:3] == ["layer", "input", "vth_mant"]
+    assert first.startswith("layer0  graded") and second.startswith("layer1  binary spikes")
+    for name in ("spiking_encoder.net", "spiking_encoder.host.safetensors", "spiking_encoder.json"):
+        assert str(out / name) in exported, name
     report_path = tmp_path / "verify.json"
     rc = main(
         ["verify", "--export", str(out), "--checkpoint", str(ckpt), "--random", "3",
