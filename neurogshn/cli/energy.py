@@ -33,17 +33,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="spiking-branch target(s) to report (the ANN and GAT use cmos45nm)",
     )
     p.add_argument("--json", default=None, metavar="OUT", help="write the full report (JSON) here")
-    p.add_argument("--plot", default=None, help="write a bar chart (PNG) here")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="write the chart of docs/visualization.md (energy per image per hardware profile, "
+        "firing rate per layer) as PNG here",
+    )
+    p.add_argument(
+        "--log", action="store_true", help="--plot: log energy axis (marked on the axis)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     n_images = data_image_count(args)
-    from neurogshn.hardware.energy_report import (
-        energy_report,
-        format_energy_report,
-        plot_energy,
-    )
+    from neurogshn.hardware.energy_report import energy_report, format_energy_report
     from neurogshn.utils.io import write_json_atomic
 
     report = energy_report(
@@ -59,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(args.json, report)
         print(f"full report (JSON): {args.json}")
     if args.plot:
-        plot_energy(report, args.plot)
+        from neurogshn.viz import save_figure
+        from neurogshn.viz.energy import plot_energy_report
+
+        save_figure(plot_energy_report(report, log=args.log), args.plot)
         print(f"plot: {args.plot}")
     return 0

@@ -83,39 +83,6 @@ def energy_report(
     }
 
 
-def plot_energy(report: dict[str, Any], path: str | Path) -> Path:
-    """Bar chart of the per-image energy estimates (log scale) and per-layer firing rates."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    per_image = report["energy_per_image_pJ"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    names = list(per_image)
-    ax1.bar(names, [per_image[k] / 1e6 for k in names], color="tab:blue")
-    ax1.set_yscale("log")
-    ax1.set_ylabel("energy per image (µJ, ESTIMATE)")
-    ax1.tick_params(axis="x", rotation=30)
-    ax1.set_title("Energy estimates per image")
-    layers = report["activity_quantized"]["layers"]
-    ax2.bar([layer["name"] for layer in layers], [layer["firing_rate"] for layer in layers])
-    ax2.set_ylabel("firing rate (spikes / neuron / step)")
-    ax2.set_title("Quantized branch activity")
-    fig.text(
-        0.5,
-        0.005,
-        "Estimates from per-operation constants (hardware/profiles)",
-        ha="center",
-        fontsize=8,
-    )
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 _TARGETS = {
     "snn_cmos45nm": "spiking branch, 45 nm CMOS",
     "snn_loihi1": "spiking branch, Loihi 1 constants",

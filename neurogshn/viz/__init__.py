@@ -7,7 +7,7 @@ a model — draws with matplotlib (Agg) into an optional ``ax``/figure and retur
 """
 
 from neurogshn.viz.attention import plot_attention, select_attention_edges
-from neurogshn.viz.energy import energy_table, plot_energy
+from neurogshn.viz.energy import energy_table, plot_energy, plot_energy_report
 from neurogshn.viz.membrane import plot_membrane_traces
 from neurogshn.viz.raster import (
     plot_image_raster,
@@ -34,6 +34,7 @@ __all__ = [
     "firing_rates",
     "plot_attention",
     "plot_energy",
+    "plot_energy_report",
     "plot_image_raster",
     "plot_image_summary",
     "plot_layer_raster",

@@ -84,6 +84,24 @@ def _split_part_profile(
     return table
 
 
+def _read_report(report: Mapping[str, Any] | str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The report dict itself, or the JSON object in the file ``report``."""
+    if isinstance(report, Mapping):
+        return report
+    from neurogshn.errors import InputFileError
+
+    try:
+        with open(report, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise InputFileError(report, "energy report not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputFileError(report, f"not a readable JSON energy report ({exc})") from None
+    if not isinstance(data, Mapping):
+        raise InputFileError(str(report), "energy report must be a JSON object")
+    return data
+
+
 def energy_table(report: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, dict[str, float]]:
     """Read an energy report into ``{profile: {component: joules per image}}``.
 
@@ -94,18 +112,7 @@ def energy_table(report: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str
         neurogshn.errors.InputFileError: a path that is missing or not JSON.
         ValueError: a dict without per-profile energies.
     """
-    if not isinstance(report, Mapping):
-        from neurogshn.errors import InputFileError
-
-        try:
-            with open(report, encoding="utf-8") as fh:
-                report = json.load(fh)
-        except FileNotFoundError:
-            raise InputFileError(report, "energy report not found") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputFileError(report, f"not a readable JSON energy report ({exc})") from None
-        if not isinstance(report, Mapping):
-            raise InputFileError(str(report), "energy report must be a JSON object")
+    report = _read_report(report)
     for key, value in report.items():
         if key.startswith("energy_per_image_") and isinstance(value, Mapping):
             unit = key.removeprefix("energy_per_image_")
@@ -144,6 +151,7 @@ def plot_energy(
     *,
     unit: str | None = None,
     title: str | None = None,
+    log: bool = False,
     ax: Axes | None = None,
     figsize: tuple[float, float] = (6.5, 4.0),
 ) -> Figure:
@@ -154,18 +162,20 @@ def plot_energy(
         unit: ``"pJ"``, ``"nJ"``, ``"µJ"``/``"uJ"``, ``"mJ"`` or ``"J"``; default: the largest
             unit in which the biggest bar stays below 1000.
         title: axes title.
+        log: a log y axis (for parts that differ by decades), marked "log scale" on the axis
+            label; default a linear axis from zero, so bar heights compare as the values do.
         ax: axes to draw into.
         figsize: size of a new figure.
 
     Returns:
-        The figure; bar heights are the energies in ``unit`` on a log axis, each bar labelled
-        with its value. Components missing from a profile are left out of its group.
+        The figure; bar heights are the energies in ``unit``, each bar labelled with its
+        value. Components missing from a profile are left out of its group.
     """
     table = energy_table(report)
     values = [v for comps in table.values() for v in comps.values()]
     positive = [v for v in values if v > 0]
     if not positive:
-        raise ValueError("energy report has no positive energies to plot on a log axis")
+        raise ValueError("energy report has no positive energies to plot")
     if unit is None:
         unit, scale = _pick_unit(max(positive))
     else:
@@ -188,21 +198,64 @@ def plot_energy(
                 hs.append(table[prof][comp] / scale)
         bars = ax.bar(xs, hs, width=width * 0.95, label=comp)
         ax.bar_label(bars, labels=[f"{h:.3g}" for h in hs], fontsize=7, padding=2)
-    ax.set_yscale("log")
     lo = min(positive) / scale
     hi = max(positive) / scale
-    ax.set_ylim(lo / 3, hi * 6)
-    if np.log10(hi / lo) < 3:  # few decades: label 1-2-5 steps so values can be read off
-        from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(lo / 3, hi * 6)
+        if np.log10(hi / lo) < 3:  # few decades: label 1-2-5 steps so values can be read off
+            from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_ylim(0, hi * 1.25)  # room for the value labels and the legend
     ax.set_xticks(x, labels=profiles)
     ax.set_xlim(-0.5, len(profiles) - 0.5)
     ax.set_xlabel("hardware profile")
-    ax.set_ylabel(f"energy per image ({unit}), estimate")
+    ax.set_ylabel(f"energy per image ({unit}), estimate" + (", log scale" if log else ""))
     ax.legend(fontsize="small", loc="upper left", ncols=min(3, len(components)))
     ax.grid(axis="y", which="major", alpha=0.3)
     ax.set_title(title or "Estimated energy per image (estimate, not a measurement)")
+    return fig
+
+
+def plot_energy_report(
+    report: Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    log: bool = False,
+    figsize: tuple[float, float] = (11.0, 4.2),
+) -> Figure:
+    """The figure of ``neurogshn energy --plot``: :func:`plot_energy` beside the firing rate of
+    each spiking layer of the quantized branch (the activity the estimate is built on).
+
+    Args:
+        report: the energy report of ``neurogshn energy`` (dict or JSON path).
+        log: passed to :func:`plot_energy`.
+        figsize: figure size.
+    """
+    data = _read_report(report)
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax_energy, ax_rates = fig.subplots(1, 2, width_ratios=(1.6, 1.0))
+    plot_energy(data, log=log, ax=ax_energy)
+    layers = data.get("activity_quantized", {}).get("layers", [])
+    if not layers:
+        raise ValueError("energy report has no activity_quantized.layers to plot rates from")
+    names = [str(layer["name"]) for layer in layers]
+    rates = [float(layer["firing_rate"]) for layer in layers]
+    bars = ax_rates.bar(names, rates, color="tab:gray")
+    ax_rates.bar_label(bars, labels=[f"{r:.3f}" for r in rates], fontsize=8, padding=2)
+    ax_rates.set_ylim(0, max(max(rates) * 1.25, 1e-3))
+    ax_rates.set_ylabel("firing rate (spikes / neuron / step)")
+    ax_rates.set_title("quantized spiking branch: activity per layer")
+    ax_rates.grid(axis="y", alpha=0.3)
+    fig.text(
+        0.5,
+        -0.02,
+        "all energies are estimates from per-operation constants "
+        "(hardware/profiles), not measurements",
+        ha="center",
+        fontsize=8,
+    )
     return fig

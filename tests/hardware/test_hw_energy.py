@@ -142,3 +142,28 @@ def test_cli_energy_hardware_choice(tmp_path: Path, hardware: str, present: str,
     rep = json.loads(out.read_text())
     assert present in rep["energy_per_image_pJ"] and absent not in rep["energy_per_image_pJ"]
     assert "ann_cmos45nm" in rep["energy_per_image_pJ"]
+
+
+def test_cli_plot_is_the_documented_chart(tmp_path: Path) -> None:
+    """energy --plot draws viz.plot_energy_report: linear energy axis from zero with values
+    on the bars and readable part names, beside the firing rate of each layer."""
+    from neurogshn.viz import plot_energy_report
+
+    ckpt = encoder_checkpoint(tmp_path / "ckpt", make_encoder())
+    out = tmp_path / "e.json"
+    assert main(["energy", "--checkpoint", str(ckpt), "--random", "2", "--json", str(out),
+                 "--plot", str(tmp_path / "e.png")]) == 0  # fmt: skip
+    report = json.loads(out.read_text())
+    fig = plot_energy_report(report)
+    energy_ax, rates_ax = fig.axes[:2]
+    assert energy_ax.get_yscale() == "linear" and energy_ax.get_ylim()[0] == 0
+    parts = {c.get_label() for c in energy_ax.containers}
+    assert parts == {"spiking branch", "ANN equivalent"}  # names, not report keys
+    assert all("_" not in t.get_text() for t in energy_ax.get_xticklabels())
+    values = {t.get_text() for t in energy_ax.texts}
+    snn = report["energy_per_image_pJ"]["snn_cmos45nm"]
+    assert any(abs(float(v) - snn / 1e3) / (snn / 1e3) < 0.01 for v in values if v)  # nJ label
+    rates = [p.get_height() for p in rates_ax.containers[0]]
+    want = [layer["firing_rate"] for layer in report["activity_quantized"]["layers"]]
+    assert rates == pytest.approx(want)
+    assert [t.get_text() for t in rates_ax.get_xticklabels()] == ["layer0", "layer1"]

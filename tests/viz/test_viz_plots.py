@@ -302,8 +302,14 @@ REPORT = {
 def test_energy_bars_equal_report_values(tmp_path):
     fig = plot_energy(REPORT)
     ax = fig.axes[0]
-    assert ax.get_yscale() == "log"
+    # linear from zero: bar heights compare as the values do
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
     assert "µJ" in ax.get_ylabel() and "estimate" in ax.get_ylabel()
+    assert "log" not in ax.get_ylabel()
+    labels = [t.get_text() for c in ax.texts for t in [c]]
+    assert "2" in labels and "0.15" in labels  # every bar carries its value
+    log_ax = plot_energy(REPORT, log=True).axes[0]
+    assert log_ax.get_yscale() == "log" and "log scale" in log_ax.get_ylabel()
     got = {c.get_label(): [p.get_height() for p in c] for c in ax.containers}
     np.testing.assert_allclose(got["spiking branch"], [0.15, 0.04])
     np.testing.assert_allclose(got["ANN equivalent"], [2.0])
