@@ -250,12 +250,4 @@ def plot_energy_report(
     ax_rates.set_ylabel("firing rate (spikes / neuron / step)")
     ax_rates.set_title("quantized spiking branch: activity per layer")
     ax_rates.grid(axis="y", alpha=0.3)
-    fig.text(
-        0.5,
-        -0.02,
-        "all energies are estimates from per-operation constants "
-        "(hardware/profiles), not measurements",
-        ha="center",
-        fontsize=8,
-    )
     return fig
