@@ -1,10 +1,8 @@
 # neurogshn — one-command setup, tests and the main job.
 #   make pretrain   set up .venv, then run the default STL pre-training on the embedded scenes
-#   make pretrain-10k  the same recipe on 10,000 generated training images (about 5x longer)
-#   make pretrain-10k-sizes  then 16 more epochs from that run's checkpoint, size flips added
-#   make pretrain-10k-counts  then 4 more epochs, count flips and background swaps added
-#   make pretrain-10k-recipe  the four stages of the best measured checkpoint, then retrieval
+#   make recipe     a multi-stage recipe end to end, resumable (RECIPE=..., ARGS=...)
 #   make test       set up .venv, then ruff, then the whole pytest suite
+#   make lint       ruff only
 # Everything the Makefile runs is offline with respect to model hubs.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -25,15 +23,14 @@ SETUP_INPUTS := requirements/base.txt requirements/interop.txt requirements/cons
 SETUP_HASH := $(shell cat $(SETUP_INPUTS) | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.setup-$(SETUP_HASH)
 PYTEST_ARGS ?=
+RECIPE ?= configs/recipes/gshn_10k.json
 
-.PHONY: setup test lint pretrain pretrain-10k pretrain-10k-sizes pretrain-10k-counts pretrain-10k-recipe clean-venv help
+.PHONY: setup test lint pretrain recipe clean-venv help
 
 help:
 	@echo "make pretrain   set up, then pretrain GSHN with STL on the embedded relational scenes"
-	@echo "make pretrain-10k  the same on 10,000 training images (about 5x longer, better retrieval)"
-	@echo "make pretrain-10k-sizes  continue the newest pretrain-10k run with size flips (FROM=DIR to choose)"
-	@echo "make pretrain-10k-counts  continue the newest pretrain-10k-sizes run with count flips (FROM=DIR)"
-	@echo "make pretrain-10k-recipe  all stages of the best checkpoint + its retrieval figures (ARGS='--set seed=1')"
+	@echo "make recipe     a multi-stage recipe end to end, resumable (RECIPE=$(RECIPE); ARGS='--set seed=1')"
+	@echo "make lint       ruff only"
 	@echo "make test       set up, then ruff + the whole test suite"
 	@echo "make setup      only create/refresh .venv"
 
@@ -67,32 +64,11 @@ test: setup lint
 pretrain: setup
 	$(PY) examples/pretrain_stl.py
 
-pretrain-10k: setup
-	$(PY) examples/pretrain_stl.py --config configs/pretrain_10k.json
-
-# The second stage starts from a pretrain-10k checkpoint: FROM, or the newest run's final/.
-pretrain-10k-sizes: setup
-	@from="$${FROM:-$$(ls -d runs/pretrain_10k/*/final 2>/dev/null | sort | tail -n 1)}"; \
-	if [ -z "$$from" ]; then \
-		echo "no runs/pretrain_10k/*/final: run make pretrain-10k first, or pass FROM=DIR" >&2; exit 2; \
-	fi; \
-	echo "continuing from $$from"; \
-	$(PY) examples/pretrain_stl.py --config configs/pretrain_10k_sizes.json --set "model.init_from=\"$$from\""
-
-# The third stage starts from a pretrain-10k-sizes checkpoint: FROM, or the newest run's final/.
-pretrain-10k-counts: setup
-	@from="$${FROM:-$$(ls -d runs/pretrain_10k_sizes/*/final 2>/dev/null | sort | tail -n 1)}"; \
-	if [ -z "$$from" ]; then \
-		echo "no runs/pretrain_10k_sizes/*/final: run make pretrain-10k-sizes first, or pass FROM=DIR" >&2; exit 2; \
-	fi; \
-	echo "continuing from $$from"; \
-	$(PY) examples/pretrain_stl.py --config configs/pretrain_10k_counts.json --set "model.init_from=\"$$from\""
-
-# The whole chain of the best measured checkpoint (configs/recipes/gshn_10k.json, about 3 h
-# on 2 CPU cores), then its retrieval evaluation; run it again after an interruption to
-# continue where it stopped. ARGS go to `neurogshn recipe` (--set seed=1, --out DIR, --dry-run).
-pretrain-10k-recipe: setup
-	$(PY) -m neurogshn.cli recipe configs/recipes/gshn_10k.json $(ARGS)
+# A recipe (configs/recipes/*.json: stages that each continue from the previous one's
+# checkpoint, then an evaluation); run it again after an interruption to continue where it
+# stopped. ARGS go to `neurogshn recipe` (--set seed=1, --out DIR, --dry-run).
+recipe: setup
+	$(PY) -m neurogshn.cli recipe $(RECIPE) $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

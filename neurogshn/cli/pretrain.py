@@ -85,7 +85,12 @@ def load_config(args: argparse.Namespace):  # -> TrainConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurogshn.jobs.pretrain import resolve_run_dir, run_pretraining, summary_table
+    from neurogshn.jobs.pretrain import (
+        LATEST_LINK,
+        resolve_run_dir,
+        run_pretraining,
+        summary_table,
+    )
     from neurogshn.training.distributed import env_world_size
 
     t0 = time.perf_counter()
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise ConfigError("under torchrun pass --out DIR (all ranks must agree on the run dir)")
     run_dir = resolve_run_dir(out, args.resume, cfg.checkpoint.out_dir)
-    outcome = run_pretraining(cfg, run_dir, resume=args.resume)
+    outcome = run_pretraining(cfg, run_dir, resume=args.resume, link_latest_run=out is None)
     if outcome.trained is not None:
         wall = time.perf_counter() - t0
         res = outcome.train
@@ -109,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
             f"{res.graphs_per_s:.1f} graphs/s while training"
         )
         print(f"checkpoint: {outcome.final_dir}  (GSHN.from_pretrained)")
+        latest = outcome.run_dir.parent / LATEST_LINK
+        if latest.is_symlink() and latest.resolve() == outcome.run_dir.resolve():
+            print(f"            {latest / 'final'}  (the same, via the newest-run link)")
         print(f"run dir:    {outcome.run_dir}  (log.csv, checkpoints/, results.json)")
         timing = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in outcome.timings.items())
         print(f"wall time:  {wall:.0f} s  ({timing})")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -392,13 +393,38 @@ def resolve_run_dir(out: str | None, resume: bool, runs_dir: str | Path) -> Path
     return runs_dir / stamp
 
 
+#: Name of the link, next to a config's timestamped runs, to the newest finished run.
+LATEST_LINK = "latest"
+
+
+def link_latest(run_dir: Path) -> Path | None:
+    """Point ``<runs dir>/latest`` at ``run_dir`` (replacing the link atomically), so that
+    ``runs/<name>/latest/final`` is always the newest finished run's model; ``None`` where a
+    link cannot be made (the run is complete all the same)."""
+    link = run_dir.parent / LATEST_LINK
+    if link.exists() and not link.is_symlink():
+        return None  # a user's own directory of that name: leave it alone
+    tmp = run_dir.parent / f".{LATEST_LINK}.{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return None
+    return link
+
+
 def run_pretraining(
     cfg: TrainConfig,
     run_dir: str | Path,
     resume: bool = False,
     log: Any = print,
+    link_latest_run: bool = False,
 ) -> PretrainOutcome:
-    """Run the whole job (see the module docstring). Under torchrun every rank calls this."""
+    """Run the whole job (see the module docstring). Under torchrun every rank calls this.
+    ``link_latest_run``: once the final model is saved, point ``<runs dir>/latest`` at
+    ``run_dir`` (:func:`link_latest`; the CLI does it for runs it named itself)."""
     from neurogshn.training.data import PretrainingData, PretrainItemSource, load_hard_negatives
     from neurogshn.training.trainer import Trainer
 
@@ -502,6 +528,8 @@ def run_pretraining(
         result = trainer.fit()
         timings["train_s"] = time.perf_counter() - t
         final_dir = trainer.save_model(run_dir / "final")
+        if link_latest_run and info.is_main:
+            link_latest(run_dir)
 
         trained = None
         if cfg.eval.enabled and info.is_main:

@@ -189,7 +189,7 @@ def test_corrupt_checkpoint_on_resume_names_the_file(
 def test_run_without_out_goes_under_the_configs_out_dir_and_starts_from_init_from(
     reference_run: Path, scenes_root: Path, tmp_path: Path
 ) -> None:
-    # What `make pretrain-10k-sizes` relies on: configs name their runs' parent directory, and a
+    # What a recipe's later stages rely on: configs name their runs' parent directory, and a
     # second stage starts from the weights in model.init_from (lr 0: they must come out intact).
     init = reference_run / "final"
     extra = [
@@ -208,9 +208,13 @@ def test_run_without_out_goes_under_the_configs_out_dir_and_starts_from_init_fro
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = list((tmp_path / "myruns").iterdir())
+    runs = [p for p in (tmp_path / "myruns").iterdir() if p.name != "latest"]
     assert len(runs) == 1 and (runs[0] / "final" / "config.json").is_file()
     assert not (tmp_path / "runs").exists()
+    # a stable path to the newest run, printed with the checkpoint
+    latest = tmp_path / "myruns" / "latest"
+    assert latest.is_symlink() and latest.resolve() == runs[0].resolve()
+    assert (latest / "final" / "model.safetensors").is_file()
     start, got = _weights(reference_run), _weights(runs[0])
     params = [k for k in start if "running_" not in k and "num_batches" not in k]
     assert params and all(torch.equal(start[k], got[k]) for k in params)
@@ -259,3 +263,22 @@ def test_importing_the_package_asks_mkl_for_alignment_independent_results(
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == expected
+
+
+def test_latest_link_is_replaced_and_never_clobbers_a_directory(tmp_path: Path) -> None:
+    from neurogshn.jobs.pretrain import link_latest
+
+    runs = tmp_path / "runs"
+    first, second = runs / "20260101-000000", runs / "20260102-000000"
+    first.mkdir(parents=True)
+    second.mkdir()
+    assert link_latest(first) == runs / "latest"
+    assert (runs / "latest").resolve() == first.resolve()
+    link_latest(second)
+    assert (runs / "latest").resolve() == second.resolve()
+    assert sorted(p.name for p in runs.iterdir()) == ["20260101-000000", "20260102-000000",
+                                                       "latest"]  # fmt: skip
+    own = tmp_path / "mine"
+    (own / "latest").mkdir(parents=True)
+    (own / "run").mkdir()
+    assert link_latest(own / "run") is None and (own / "latest").is_dir()
