@@ -68,12 +68,12 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     from neurogshn.graph.cache import load_graph_dataset
     from neurogshn.jobs.pretrain import (
         build_model,
-        build_objective,
         ensure_scenes,
         evaluate,
         hard_negatives_path,
         load_captions,
         load_split,
+        prepare_objective,
         set_determinism,
     )
     from neurogshn.training.config import TrainConfig
@@ -160,31 +160,24 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     model = build_model(cfg, train_graphs).to(device)
     add("build model (text model load)", time.perf_counter() - t0, "measured")
-    t0 = time.perf_counter()
-    if getattr(model, "token_statistics", None) is not None:
-        model.fit_token_statistics(
-            [str(c) for i in sorted(source.captions) for c in source.captions[i]]
-        )
-    objective = build_objective(model)
-    if objective.uses_grounding(model):
-        from neurogshn.data.grounding import caption_groundings
+    objective, t_prep = _timed(prepare_objective, model, source, train_coco)
+    add("token statistics and groundings", t_prep, "measured")
 
-        source.groundings = caption_groundings(train_coco)
-    add("token statistics and groundings", time.perf_counter() - t0, "measured")
-
-    eval_seconds = 0.0
+    eval_seconds, eval_how = 0.0, ""
     if cfg.eval.enabled:
         eval_coco = load_captions(cfg, root, cfg.data.eval_split)
         _, eval_seconds = _timed(evaluate, cfg, model, eval_graphs, eval_coco, root, device)
-        n_eval = (
-            len(eval_graphs)
-            if args.eval_images is None
-            else min(args.eval_images, len(eval_graphs))
+        n_eval = len(eval_graphs)
+        if args.eval_images is not None:
+            n_eval = min(args.eval_images, n_eval)
+        eval_seconds *= len(eval_graphs) / n_eval
+        eval_how = (
+            "measured"
+            if n_eval == len(eval_graphs)
+            else f"scaled: {n_eval} of {len(eval_graphs)} images"
         )
-        scale = len(eval_graphs) / n_eval
-        how = "measured" if scale == 1 else f"scaled: {n_eval} of {len(eval_graphs)} images"
         if cfg.eval.untrained:
-            add("evaluate the untrained model", eval_seconds * scale, how)
+            add("evaluate the untrained model", eval_seconds, eval_how)
 
     seed_everything(cfg.seed)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -218,14 +211,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     n_ckpt = (total_steps - 1) // every + 1 if every > 0 else 1
     add("checkpoints", t_ckpt * n_ckpt, f"scaled: {t_ckpt:.2f} s x {n_ckpt}")
     if cfg.eval.enabled:
-        n_eval = (
-            len(eval_graphs)
-            if args.eval_images is None
-            else min(args.eval_images, len(eval_graphs))
-        )
-        scale = len(eval_graphs) / n_eval
-        how = "measured (untrained weights)" if scale == 1 else f"scaled: {n_eval} images"
-        add("evaluate the trained model", eval_seconds * scale, how)
+        add("evaluate the trained model", eval_seconds, f"{eval_how} (untrained weights)")
     return {
         "config": str(args.config),
         "overrides": args.set,

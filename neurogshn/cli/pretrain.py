@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         if latest.is_symlink() and latest.resolve() == outcome.run_dir.resolve():
             print(f"            {latest / 'final'}  (the same, via the newest-run link)")
         print(f"run dir:    {outcome.run_dir}  (log.csv, checkpoints/, results.json)")
+        for note in outcome.skipped:
+            print(f"note: {note}")
         timing = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in outcome.timings.items())
         print(f"wall time:  {wall:.0f} s  ({timing})")
         sys.stdout.flush()

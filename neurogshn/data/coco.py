@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -51,6 +51,27 @@ class SkippedRecord:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+def describe_skipped(what: str, records: Sequence[Any], shown: int = 3) -> str | None:
+    """One line naming the records a lenient reader skipped — ``"2 record(s) of the test split
+    skipped (lenient; --strict stops at the first): a.png: truncated; b.png: …"`` — or
+    ``None`` when there are none. ``records``: :class:`SkippedRecord` or ``{"path", "reason"}``
+    dicts (a graph cache's ``skipped``)."""
+    if not records:
+        return None
+    named = []
+    for r in records[:shown]:
+        if isinstance(r, dict):
+            named.append(f"{r.get('path', '?')}: {r.get('reason', '?')}")
+        else:
+            named.append(str(r))
+    more = f"; … {len(records) - shown} more" if len(records) > shown else ""
+    return (
+        f"{len(records)} record(s) of {what} skipped (lenient; --strict stops at the first): "
+        + "; ".join(named)
+        + more
+    )
 
 
 @dataclass

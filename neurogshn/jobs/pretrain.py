@@ -52,6 +52,7 @@ class PretrainOutcome:
     trained: dict[str, float] | None
     train: Any
     timings: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
 
 def set_determinism(cfg: TrainConfig) -> None:
@@ -245,6 +246,23 @@ def warm_text_cache(
     return len(texts)
 
 
+def prepare_objective(model: torch.nn.Module, source: Any, train_coco: Any) -> Any:
+    """Fit what the model reads from the training captions (the token statistics that decide
+    which words masked language modelling masks and the match score reads; a resumed run
+    reloads the same counts), build the objective and, when it uses phrase grounding, attach
+    the captions' groundings to ``source``."""
+    if getattr(model, "token_statistics", None) is not None:
+        model.fit_token_statistics(
+            [str(c) for i in sorted(source.captions) for c in source.captions[i]]
+        )
+    objective = build_objective(model)
+    if objective.uses_grounding(model):
+        from neurogshn.data.grounding import caption_groundings
+
+        source.groundings = caption_groundings(train_coco)
+    return objective
+
+
 def build_objective(model: torch.nn.Module) -> Any:
     from neurogshn.losses.objective import PretrainingObjective
 
@@ -378,6 +396,27 @@ def summary_table(untrained: Mapping[str, float] | None, trained: Mapping[str, f
     return "\n".join(lines)
 
 
+def skipped_notes(
+    cfg: TrainConfig, train_graphs: Any, train_coco: Any, eval_graphs: Any, eval_coco: Any
+) -> list[str]:
+    """One line per data source that a lenient read skipped records of, naming them
+    (:func:`~neurogshn.data.coco.describe_skipped`)."""
+    from neurogshn.data.coco import describe_skipped
+
+    sources = [
+        (f"the {cfg.data.train_split} annotations", train_coco),
+        (f"the {cfg.data.train_split} graphs", train_graphs),
+        (f"the {cfg.data.eval_split} annotations", eval_coco),
+        (f"the {cfg.data.eval_split} graphs", eval_graphs),
+    ]
+    notes = []
+    for what, source in sources:
+        note = describe_skipped(what, list(getattr(source, "skipped", None) or []))
+        if note:
+            notes.append(note)
+    return notes
+
+
 def resolve_run_dir(out: str | None, resume: bool, runs_dir: str | Path) -> Path:
     """``--out`` as given; otherwise a new timestamped run under ``runs_dir`` (the config's
     ``checkpoint.out_dir``; with ``--resume``: the newest existing run there)."""
@@ -479,17 +518,8 @@ def run_pretraining(
             keep_legacy_itm_head(cfg, ckpt_root, say)
         seed_everything(cfg.seed)  # model init does not depend on what ran before
         model = build_model(cfg, train_graphs).to(device)
-        if getattr(model, "token_statistics", None) is not None:
-            # which words masked language modelling masks and the match score reads come
-            # from the training captions (a resumed run reloads the same counts)
-            model.fit_token_statistics(
-                [str(c) for i in sorted(source.captions) for c in source.captions[i]]
-            )
-        objective = build_objective(model)
-        if objective.uses_grounding(model):
-            from neurogshn.data.grounding import caption_groundings
-
-            source.groundings = caption_groundings(train_coco)
+        objective = prepare_objective(model, source, train_coco)
+        if source.groundings is not None:
             n_caps = sum(len(c) for c in train_coco.captions.values())
             say(f"grounding: {len(source.groundings)} of {n_caps} training captions name a segment")
         say(
@@ -540,6 +570,7 @@ def run_pretraining(
                 prev = _previous_results(run_dir)
                 untrained = prev.get("untrained") if prev else None
         timings["total_s"] = time.perf_counter() - t_start
+        skipped = skipped_notes(cfg, train_graphs, train_coco, eval_graphs, eval_coco)
         if info.is_main:
             write_json_atomic(
                 run_dir / RESULTS_FILE,
@@ -553,11 +584,12 @@ def run_pretraining(
                     "rank_weight_digests": result.rank_weight_digests,
                     "device": str(device),
                     "timings_s": timings,
+                    "skipped": skipped,
                     "final_dir": str(final_dir),
                     "last_log": result.last_metrics,
                 },
             )
-        return PretrainOutcome(run_dir, final_dir, untrained, trained, result, timings)
+        return PretrainOutcome(run_dir, final_dir, untrained, trained, result, timings, skipped)
     finally:
         cleanup_distributed()
 

@@ -352,7 +352,7 @@ NAMED_CONFIGS: dict[str, dict[str, Any]] = {
         cl_max_nodes=128,
         itm_heads=2,
     ),
-    # The default: pretrains on the embedded scenes within the 10-minute CPU budget.
+    # The default: the main job's model, sized for pretraining on the embedded scenes on CPU.
     "gshn-small": dict(),
     # A larger model for a GPU.
     "gshn-base": dict(

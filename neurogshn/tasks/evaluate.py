@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from neurogshn.data.coco import describe_skipped
 from neurogshn.errors import CheckpointError, ConfigError, DataError
 from neurogshn.graph.config import GraphConfig, graph_getter, load_graphs
 from neurogshn.tasks.finetune import (
@@ -181,9 +182,14 @@ def evaluate_checkpoint(
         if not itc_weight >= 0:
             raise ConfigError(f"the ITC weight (--itc-weight {itc_weight:g}) must be >= 0")
         coco = CocoPanopticDataset(root, split, strict=strict)
-        if coco.skipped:
-            notes.append(f"{len(coco.skipped)} record(s) of the data set skipped (use --strict)")
         graphs = load_graphs(root, split, spec, cache_dir, strict, progress, dev)
+        for what, records in (
+            (f"the {split} annotations", coco.skipped),
+            (f"the {split} graphs", graphs.skipped),
+        ):
+            note = describe_skipped(what, records)
+            if note:
+                notes.append(note)
         hn: Any = None
         if hard_negatives is True:
             path = task_file(root, "hard_negatives", split)
@@ -258,9 +264,13 @@ def evaluate_checkpoint(
         _, examples, skipped = load_task_examples(
             root, task, split, labels=model.config.labels, strict=strict
         )
-        if skipped:
-            notes.append(f"{len(skipped)} item(s) of the task file skipped: {skipped[0]}")
+        note = describe_skipped(f"the {task} {split} task file", skipped)
+        if note:
+            notes.append(note)
         graphs = load_graphs(root, split, spec, cache_dir, strict, progress, dev)
+        note = describe_skipped(f"the {split} graphs", graphs.skipped)
+        if note:
+            notes.append(note)
         get, has = graph_getter(graphs)
         examples, dropped = filter_examples(examples, has)
         if dropped:
