@@ -16,9 +16,12 @@ from matplotlib.figure import Figure
 
 from neurogshn.utils.names import layer_name
 from neurogshn.viz.raster import plot_layer_raster, plot_node_raster
-from neurogshn.viz.rates import plot_rate_histogram
+from neurogshn.viz.rates import plot_rate_heatmap, plot_rate_histogram
 from neurogshn.viz.segments import plot_segment_rates, segment_rates
 from neurogshn.viz.style import new_figure, to_numpy
+
+#: Above this many nodes the summary shows per-node firing rates instead of every spike.
+MAX_RASTER_NODES = 16
 
 
 def plot_image_summary(
@@ -42,7 +45,8 @@ def plot_image_summary(
         segment_ids: segment id of every non-global node, in node order (``data.segment_id[1:]``).
         spikes: the spiking layers of one graph (``ImageEncoding.spikes`` for a batch of one).
         layer: which layer (index into ``spikes``, negative from the end).
-        node: show only this node's raster (0 = global node); ``None``: every node.
+        node: show only this node's raster (0 = global node); ``None``: every node's raster,
+            or, above :data:`MAX_RASTER_NODES` nodes, the firing rate of each node and neuron.
         image_name: names the image in the titles.
         node_names: labels of the graph's nodes for the raster (default ``"0: global"``,
             ``"node 1"`` …); the image labels each segment with its node index.
@@ -87,7 +91,16 @@ def plot_image_summary(
         if node_names is not None
         else ["0: global"] + [f"node {k}" for k in range(1, len(ids) + 1)]
     )
-    if node is None:
+    if node is None and z.shape[1] > MAX_RASTER_NODES:
+        # a raster of every neuron of every node stops being readable: rates per node and
+        # neuron instead, and one node's raster on request
+        plot_rate_heatmap(rates=z.mean(axis=0), node_names=names, layer_name=title_layer,
+                          ax=ax_raster)  # fmt: skip
+        ax_raster.set_title(
+            f"{title_layer}: firing rate per node and neuron ({z.shape[1]} nodes; "
+            "choose one node for its raster: --node K)"
+        )
+    elif node is None:
         plot_layer_raster(z, node_names=names, layer_name=title_layer, ax=ax_raster)
     else:
         plot_node_raster(z, node, layer_name=title_layer, node_name=names[node], ax=ax_raster)

@@ -60,6 +60,24 @@ def test_summary_single_node_and_errors():
         plot_image_summary(image, seg, [3], spikes)
 
 
+def test_many_nodes_show_rates_per_node_and_one_node_on_request():
+    from neurogshn.viz.summary import MAX_RASTER_NODES
+
+    n = MAX_RASTER_NODES + 14  # 30 nodes: every spike of every neuron would be unreadable
+    seg = np.repeat(np.arange(1, n), 2)[None, :].repeat(4, axis=0)  # n - 1 thin segments
+    image = np.zeros((*seg.shape, 3), dtype=np.uint8)
+    g = torch.Generator().manual_seed(1)
+    spikes = [(torch.rand(5, n, 8, generator=g) < 0.3).float()]
+    fig = plot_image_summary(image, seg, list(range(1, n)), spikes)
+    rates_ax = next(ax for ax in fig.axes if "per node and neuron" in ax.get_title())
+    assert "--node K" in rates_ax.get_title() and f"{n} nodes" in rates_ax.get_title()
+    np.testing.assert_allclose(rates_ax.images[0].get_array(), spikes[0].mean(dim=0).numpy())
+    assert not any(ax.get_xlabel() == TIME_LABEL for ax in fig.axes)
+    one = plot_image_summary(image, seg, list(range(1, n)), spikes, node=5)
+    raster_ax = next(ax for ax in one.axes if ax.get_xlabel() == TIME_LABEL)
+    assert _marks(raster_ax) == int(spikes[0][:, 5].sum())
+
+
 def test_raster_parser_accepts_documented_options():
     args = build_parser().parse_args(
         ["raster", "--checkpoint", "c", "--data", "d", "--split", "test", "--index", "3",
