@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         from neurogshn.hardware.verify import load_data_inputs
 
         inputs, _, _ = load_data_inputs(
-            branch, args.data, args.split, args.calib_images, args.checkpoint
+            branch, args.data, args.split, args.calib_images, args.checkpoint, progress=True
         )
         calib = np.concatenate(inputs)
     if args.qat:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     graphs = None
     if args.data is not None:
         inputs, graphs, _ = load_data_inputs(
-            branch, args.data, args.split, n_images, args.checkpoint
+            branch, args.data, args.split, n_images, args.checkpoint, progress=True
         )
         source = f"{args.data} ({args.split}, {len(inputs)} images)"
     else:

@@ -42,7 +42,9 @@ def energy_report(
 
     branch = load_spiking_branch(checkpoint)
     if data is not None:
-        inputs, _, stats = load_data_inputs(branch, data, split, n_images, checkpoint)
+        inputs, _, stats = load_data_inputs(
+            branch, data, split, n_images, checkpoint, progress=True
+        )
         source = f"{data} ({split}, {len(inputs)} images)"
     else:
         n = int(random_images or 8)
