@@ -47,3 +47,25 @@ def test_a_refused_network_leaves_no_folder(branch, tmp_path):
 def test_a_good_export_still_writes_its_files(branch, tmp_path):
     res = export_lava(branch, tmp_path / "ok", calibration_inputs=node_inputs())
     assert res.net_path.is_file() and res.sidecar_path.is_file()
+
+
+@pytest.mark.parametrize("export", [export_lava, export_nir], ids=["netx", "nir"])
+def test_an_unwritable_folder_is_refused_by_name(export, branch, tmp_path, monkeypatch):
+    """The suite runs as root, where permissions do not bind: the access check is exercised by
+    making ``os.access`` answer as it would for a read-only folder, only for that folder."""
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "keep.txt").write_text("keep me")
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path) == locked and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(ExportError, match="locked: the export folder is not writable"):
+        export(branch, locked)
+    assert sorted(p.name for p in locked.iterdir()) == ["keep.txt"]
