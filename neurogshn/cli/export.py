@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from neurogshn.cli.types import nonnegative_int, positive_float, positive_int
+from neurogshn.hardware.nir_export import DEFAULT_NIR_DT
 
-# Kept in step with neurogshn.hardware.nir_consumers.NIR_CONSUMERS (the CLI imports lazily).
+# Kept in step with neurogshn.hardware.nir_consumers.NIR_CONSUMERS, which imports torch (the
+# CLI registers its commands without it); a test checks the two agree.
 NIR_CONSUMER_NAMES = ("norse", "snntorch", "rockpool")
-DEFAULT_NIR_DT = 1e-4
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=positive_float,
         default=DEFAULT_NIR_DT,
         help="NIR: time step in seconds at which the continuous-time graph reproduces the "
-        "encoder (default 1e-4, the step snnTorch's importer assumes)",
+        f"encoder (default {DEFAULT_NIR_DT:g}, the step snnTorch's importer assumes)",
     )
     p.add_argument(
         "--consumers",

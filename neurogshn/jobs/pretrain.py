@@ -424,7 +424,11 @@ def resolve_run_dir(out: str | None, resume: bool, runs_dir: str | Path) -> Path
     if out:
         return Path(out)
     if resume:
-        existing = sorted(p for p in runs_dir.glob("*") if (p / "checkpoints").is_dir())
+        existing = sorted(
+            p
+            for p in runs_dir.glob("*")
+            if (p / "checkpoints").is_dir() and not p.is_symlink()  # not the `latest` link
+        )
         if not existing:
             raise ConfigError(f"--resume: no run with checkpoints under {runs_dir}; pass --out")
         return existing[-1]

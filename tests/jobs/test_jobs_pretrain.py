@@ -278,6 +278,13 @@ def test_latest_link_is_replaced_and_never_clobbers_a_directory(tmp_path: Path) 
     assert (runs / "latest").resolve() == second.resolve()
     assert sorted(p.name for p in runs.iterdir()) == ["20260101-000000", "20260102-000000",
                                                        "latest"]  # fmt: skip
+    # --resume without --out continues the newest run, never the link to the newest finished
+    from neurogshn.jobs.pretrain import resolve_run_dir
+
+    link_latest(first)
+    for run in (first, second):
+        (run / "checkpoints").mkdir()
+    assert resolve_run_dir(None, True, runs) == second
     own = tmp_path / "mine"
     (own / "latest").mkdir(parents=True)
     (own / "run").mkdir()
