@@ -356,14 +356,8 @@ def run_one(
     from neurogshn.graph.config import graph_getter, load_graphs
     from neurogshn.jobs.pretrain import run_pretraining
     from neurogshn.model.gshn import GSHN
-    from neurogshn.tasks.finetune import (
-        FinetuneConfig,
-        build_task_model,
-        evaluate_task,
-        filter_examples,
-        finetune,
-        load_task_examples,
-    )
+    from neurogshn.tasks.finetune import FinetuneConfig, build_task_model, evaluate_task, finetune
+    from neurogshn.tasks.task_data import filter_examples, load_task_examples
     from neurogshn.utils.runtime import resolve_device
 
     run_dir = work / f"{variant}-seed{seed}"
@@ -420,8 +414,8 @@ def itm_diagnostics(
     (with its relation term) on the hard negatives of the first ``images`` images of
     ``split`` (``*_acc_itm``); empty when the model has no ITM head."""
     from neurogshn.data.coco import CocoPanopticDataset
-    from neurogshn.tasks.finetune import task_file
     from neurogshn.tasks.retrieval import evaluate_retrieval
+    from neurogshn.tasks.task_data import task_file
 
     if getattr(model, "itm_head", None) is None or images <= 0:
         return {}

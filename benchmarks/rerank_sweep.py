@@ -30,17 +30,16 @@ import torch
 from neurogshn.data.coco import CocoPanopticDataset
 from neurogshn.graph.config import GraphConfig, load_graphs
 from neurogshn.model.gshn import GSHN
+from neurogshn.tasks.encode import encode_graphs, encode_texts
 from neurogshn.tasks.metrics import retrieval_metrics
-from neurogshn.tasks.retrieval import (
+from neurogshn.tasks.rerank import (
     caption_match_counts,
-    encode_graphs,
-    encode_texts,
     itc_logit_scale,
     itm_rerank,
     pool_normalize_i2t,
     refuse_candidates,
-    retrieval_pool,
 )
+from neurogshn.tasks.retrieval import retrieval_pool
 
 DEFAULT_KS = (4, 8, 16, 24, 32, 48, 64)
 DEFAULT_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)

@@ -286,7 +286,7 @@ def evaluate(
     items = None
     kinds = cfg.eval.hard_negative_kinds
     if hn.is_file() and (kinds is None or kinds):
-        from neurogshn.tasks.retrieval import load_hard_negative_items
+        from neurogshn.tasks.hard_negatives import load_hard_negative_items
 
         keep = None if kinds is None else set(kinds)
         items = [_keep_kinds(item, keep) for item in load_hard_negative_items(hn)]

@@ -21,14 +21,9 @@ from typing import Any
 from neurogshn.data.coco import describe_skipped
 from neurogshn.errors import CheckpointError, ConfigError, DataError
 from neurogshn.graph.config import GraphConfig, graph_getter, load_graphs
-from neurogshn.tasks.finetune import (
-    TASK_FILE,
-    filter_examples,
-    load_task_checkpoint,
-    load_task_examples,
-    read_task_json,
-    task_file,
-)
+from neurogshn.tasks.finetune_state import TASK_FILE
+from neurogshn.tasks.task_checkpoint import load_task_checkpoint, read_task_json
+from neurogshn.tasks.task_data import filter_examples, load_task_examples, task_file
 from neurogshn.utils.runtime import resolve_device
 
 EVAL_TASKS: tuple[str, ...] = ("retrieval", "vqa", "ve", "nlvr2")
@@ -117,7 +112,7 @@ def evaluate_checkpoint(
         max_images: retrieval only: the first N images.
         progress: progress bars while building graphs.
         rerank: retrieval only: re-rank each query's ``K`` best ITC candidates with the ITM
-            head (:func:`~neurogshn.tasks.retrieval.itm_rerank`); ``None``:
+            head (:func:`~neurogshn.tasks.rerank.itm_rerank`); ``None``:
             :data:`DEFAULT_RERANK` when the checkpoint has an ITM head, else 0; ``0``: ITC only.
         oracle: retrieval only: when the data set declares a benchmark with a truth oracle
             (:func:`~neurogshn.data.diagnostics.diagnostics_for`), also report what its
@@ -126,11 +121,11 @@ def evaluate_checkpoint(
             a note says so when the oracle cannot judge the split. Any other data set gets
             the plain figures.
         pool_norm: retrieval only: ``β > 0`` adds the transductive image→text figures
-            ``i2t_R@K_poolnorm`` (:func:`~neurogshn.tasks.retrieval.pool_normalize_i2t`);
+            ``i2t_R@K_poolnorm`` (:func:`~neurogshn.tasks.rerank.pool_normalize_i2t`);
             needs re-ranking.
         itc_weight: retrieval only: ``w`` of the fused score ``ITM + w · τ⁻¹ · cos`` used by
             re-ranking, the pool count and the hard-negative diagnostics; ``None``:
-            :data:`~neurogshn.tasks.retrieval.FUSED_ITC_WEIGHT`.
+            :data:`~neurogshn.tasks.rerank.FUSED_ITC_WEIGHT`.
         score_weight: retrieval only: ``itm_mlm_score_weight`` of the ITM score (the weight
             of the masked-LM word evidence; :meth:`~neurogshn.model.gshn.GSHN.itm_scores`);
             ``None``: the checkpoint's.
@@ -157,11 +152,8 @@ def evaluate_checkpoint(
         from neurogshn.data.coco import CocoPanopticDataset
         from neurogshn.data.diagnostics import declared_benchmark
         from neurogshn.model.gshn import GSHN
-        from neurogshn.tasks.retrieval import (
-            FUSED_ITC_WEIGHT,
-            POOL_NORM_SMOOTHING,
-            evaluate_retrieval,
-        )
+        from neurogshn.tasks.rerank import FUSED_ITC_WEIGHT, POOL_NORM_SMOOTHING
+        from neurogshn.tasks.retrieval import evaluate_retrieval
 
         model = GSHN.from_pretrained(ckpt, device=dev)
         if score_weight is not None:

@@ -1,4 +1,5 @@
-r"""Task data, fine-tuning loop, prediction and task checkpoints (VQA, VE, NLVR2).
+r"""Fine-tuning loop, prediction and task checkpoints (VQA, VE, NLVR2); the task files and
+their batches are :mod:`neurogshn.tasks.task_data`.
 
 A fine-tuned checkpoint is one directory::
 
@@ -18,21 +19,20 @@ A fine-tuned checkpoint is one directory::
             trainer.json                 ``FinetuneConfig.checkpoint_every`` steps
 
 so that ``GSHN.from_pretrained(out)`` still loads the backbone alone (e.g. for retrieval) and
-:func:`load_task_checkpoint` loads both. The whole directory is rewritten atomically after every
-epoch (a kill leaves the previous epoch's complete directory; the rewrite drops ``resume/``), and
-``resume/`` is rewritten atomically every ``checkpoint_every`` optimizer steps, so
-``finetune(..., resume=True)`` (``neurogshn finetune --resume``) continues a killed run from the
-newest state -- bit for bit like an uninterrupted run on CPU with one thread: weights,
-optimizer moments, the example order, the position in the epoch, the loss sums of the epoch
-under way and every RNG state are restored (the state, its files, atomicity and integrity checks
-are in :mod:`neurogshn.tasks.finetune_state`). Nothing is pickled: tensors go to safetensors, the
-rest to JSON; a truncated or altered file is a :class:`~neurogshn.errors.CheckpointError`
-naming it. Loss: cross-entropy over the labels.
+:func:`~neurogshn.tasks.task_checkpoint.load_task_checkpoint` loads both. The whole directory is
+rewritten atomically after every epoch (a kill leaves the previous epoch's complete directory;
+the rewrite drops ``resume/``), and ``resume/`` is rewritten atomically every
+``checkpoint_every`` optimizer steps, so ``finetune(..., resume=True)`` (``neurogshn finetune
+--resume``) continues a killed run from the newest state -- bit for bit like an uninterrupted
+run on CPU with one thread: weights, optimizer moments, the example order, the position in the
+epoch, the loss sums of the epoch under way and every RNG state are restored (the state, its
+files, atomicity and integrity checks are in :mod:`neurogshn.tasks.finetune_state`). Nothing is
+pickled: tensors go to safetensors, the rest to JSON; a truncated or altered file is a
+:class:`~neurogshn.errors.CheckpointError` naming it. Loss: cross-entropy over the labels.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -47,10 +47,9 @@ from torch import Tensor, nn
 from neurogshn.errors import CheckpointError, ConfigError, DataError
 from neurogshn.graph.config import GraphConfig, graph_getter, load_graphs
 from neurogshn.tasks.finetune_state import (
-    HEAD_WEIGHTS_FILE,
     STATE_FILE,
-    TASK_FILE,
     TRAINER_FILE,
+    FinetuneTrainingState,
     _check_resumable,
     _EpochSums,
     _examples_digest,
@@ -59,45 +58,21 @@ from neurogshn.tasks.finetune_state import (
     _restore_rng,
     _restore_state,
     _RunIdentity,
-    _save_head,
     _save_resume_dir,
-    _State,
     _tuple_state,
-    _write_state_files,
     check_output_dir,
 )
 from neurogshn.tasks.heads import TaskHead, TaskHeadConfig, TaskModel
 from neurogshn.tasks.metrics import nlvr2_accuracy, ve_accuracy, vqa_accuracy
-from neurogshn.utils.io import atomic_path
+from neurogshn.tasks.task_checkpoint import write_task_checkpoint
+from neurogshn.tasks.task_data import (
+    TaskExample,
+    filter_examples,
+    load_task_examples,
+    make_batch,
+    task_file,
+)
 from neurogshn.utils.runtime import resolve_device, seed_everything
-from neurogshn.utils.weights import read_safetensors
-
-TASK_FORMAT = "neurogshn-task-checkpoint"
-NLVR2_LABELS = ["False", "True"]
-
-
-@dataclass(frozen=True)
-class TaskExample:
-    """One example of a classification task.
-
-    Args:
-        id: question / item id from the task file.
-        image_ids: the image(s) (two for NLVR2: left, right).
-        text: question or statement.
-        label: index into the task's label vocabulary.
-        group: reporting group: the item's ``type`` field where the task file gives one (VQA
-            question type, NLVR2 statement form); ``None`` otherwise (VE, and items without a
-            type, which are reported together, in the overall accuracy only).
-        answer: the reference answer / label as text (kept for answers outside the head's
-            vocabulary, whose ``label`` is ``-1``: they always count as wrong).
-    """
-
-    id: Any
-    image_ids: tuple[int, ...]
-    text: str
-    label: int
-    group: str | None = None
-    answer: str | None = None
 
 
 @dataclass
@@ -134,141 +109,8 @@ class FinetuneConfig:
 
 
 # ------------------------------------------------------------------------------------------
-# Task files
+# Training, prediction
 # ------------------------------------------------------------------------------------------
-def task_file(root: str | Path, task: str, split: str) -> Path:
-    """``root/annotations/{task}_{split}.json`` (``hard_negatives`` for retrieval)."""
-    return Path(root) / "annotations" / f"{task}_{split}.json"
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(path, "task file not found (see docs/data.md for the schema)")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"not valid JSON ({exc})") from exc
-
-
-def _require(path: Path, item: Any, keys: Sequence[str], where: str) -> None:
-    if not isinstance(item, Mapping):
-        raise DataError(path, f"{where}: expected an object, got {type(item).__name__}")
-    missing = [k for k in keys if k not in item]
-    if missing:
-        raise DataError(path, f"{where}: missing field(s) {', '.join(missing)}")
-
-
-def load_task_examples(
-    root: str | Path,
-    task: str,
-    split: str,
-    labels: Sequence[str] | None = None,
-    strict: bool = False,
-) -> tuple[list[str], list[TaskExample], list[str]]:
-    """Read a VQA / VE / NLVR2 task file into examples.
-
-    Args:
-        root: data set root; the file is ``root/annotations/{task}_{split}.json``.
-        task: ``vqa``, ``ve`` or ``nlvr2``.
-        split: split name.
-        labels: the label vocabulary to use (a fine-tuned head's); ``None`` takes the file's.
-            With a given vocabulary, an item whose answer is outside it is kept with
-            ``label = -1`` (it counts as wrong: the head cannot produce that answer).
-        strict: raise on the first bad item instead of skipping it.
-
-    Returns:
-        ``(labels, examples, skipped)`` with ``skipped`` one reason per item left out (a
-        malformed item, or an answer outside the file's own vocabulary).
-    """
-    path = task_file(root, task, split)
-    data = _read_json(path)
-    skipped: list[str] = []
-
-    def bad(reason: str) -> None:
-        if strict:
-            raise DataError(path, reason)
-        skipped.append(reason)
-
-    if task == "vqa":
-        _require(path, data, ["answers", "questions"], "top level")
-        vocab = list(labels) if labels is not None else [str(a) for a in data["answers"]]
-        items, keys = data["questions"], ["question_id", "image_id", "question", "answer"]
-    elif task == "ve":
-        _require(path, data, ["labels", "items"], "top level")
-        vocab = list(labels) if labels is not None else [str(a) for a in data["labels"]]
-        items, keys = data["items"], ["id", "image_id", "statement", "label"]
-    elif task == "nlvr2":
-        _require(path, data, ["items"], "top level")
-        vocab = list(labels) if labels is not None else list(NLVR2_LABELS)
-        items, keys = data["items"], ["id", "left_image_id", "right_image_id", "statement", "label"]
-    else:
-        raise ValueError(f"unknown task {task!r}")
-    index = {a: i for i, a in enumerate(vocab)}
-    examples: list[TaskExample] = []
-    for n, item in enumerate(items):
-        try:
-            _require(path, item, keys, f"item {n}")
-        except DataError as exc:
-            bad(exc.problem)
-            continue
-        if task == "vqa":
-            answer, text, images = str(item["answer"]), item["question"], (item["image_id"],)
-            group, ident = item.get("type"), item["question_id"]
-        elif task == "ve":
-            answer, text, images = str(item["label"]), item["statement"], (item["image_id"],)
-            group, ident = None, item["id"]
-        else:
-            if not isinstance(item["label"], bool):
-                bad(f"item {n}: label must be true/false, got {item['label']!r}")
-                continue
-            answer, text = str(item["label"]), item["statement"]
-            images = (item["left_image_id"], item["right_image_id"])
-            group, ident = item.get("type"), item["id"]
-            if group is not None and not isinstance(group, str):
-                bad(f"item {n}: type must be text or null, got {group!r}")
-                continue
-        if answer not in index and labels is None:
-            bad(f"item {n}: answer {answer!r} is not in the label vocabulary")
-            continue
-        try:
-            image_ids = tuple(int(i) for i in images)
-        except (TypeError, ValueError):
-            bad(f"item {n}: image ids must be integers, got {images!r}")
-            continue
-        examples.append(
-            TaskExample(ident, image_ids, str(text), index.get(answer, -1), group, answer)
-        )
-    return vocab, examples, skipped
-
-
-def filter_examples(
-    examples: Sequence[TaskExample], available: Callable[[int], bool]
-) -> tuple[list[TaskExample], int]:
-    """Keep examples whose images all have graphs; returns ``(kept, number dropped)``."""
-    kept = [e for e in examples if all(available(i) for i in e.image_ids)]
-    return kept, len(examples) - len(kept)
-
-
-# ------------------------------------------------------------------------------------------
-# Batching, training, prediction
-# ------------------------------------------------------------------------------------------
-def make_batch(
-    examples: Sequence[TaskExample], get_graph: Callable[[int], Any], device: torch.device
-) -> tuple[list[Any], list[str], Tensor]:
-    """``(graph batches per image slot, texts, labels)`` for a list of examples."""
-    from torch_geometric.data import Batch
-
-    slots = len(examples[0].image_ids)
-    graphs = [
-        Batch.from_data_list([get_graph(e.image_ids[s]) for e in examples]).to(device)
-        for s in range(slots)
-    ]
-    if any(e.label < 0 for e in examples):
-        raise ValueError("an example's answer is outside the label vocabulary (label -1)")
-    labels = torch.tensor([e.label for e in examples], dtype=torch.long, device=device)
-    return graphs, [e.text for e in examples], labels
-
-
 def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -521,8 +363,10 @@ def finetune(
         if start_epoch >= config.epochs:
             log(f"nothing to do: {config.epochs} epoch(s) already done")
 
-    def state(epoch: int, step: int, current: _EpochSums) -> _State:
-        return _State(run, epoch, step, steps_per_epoch, current, history, order, gen, optim)
+    def state(epoch: int, step: int, current: _EpochSums) -> FinetuneTrainingState:
+        return FinetuneTrainingState(
+            run, epoch, step, steps_per_epoch, current, history, order, gen, optim
+        )
 
     for epoch in range(start_epoch, config.epochs):
         model.train()
@@ -591,7 +435,7 @@ def finetune(
             f"{100 * record['train_acc']:.1f}%{val_txt} ({record['seconds']:.1f} s)"
         )
         if out is not None:
-            _write_checkpoint(
+            write_task_checkpoint(
                 model,
                 out,
                 graph_spec=graph_spec,
@@ -612,93 +456,6 @@ def _progress(it: Any, enabled: bool, desc: str) -> Any:
 # ------------------------------------------------------------------------------------------
 # Checkpoints
 # ------------------------------------------------------------------------------------------
-def save_task_checkpoint(
-    model: TaskModel,
-    directory: str | Path,
-    graph_spec: GraphConfig | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write backbone + head + ``task.json`` atomically into ``directory`` (replacing it)."""
-    return _write_checkpoint(model, Path(directory), graph_spec, extra, state=None)
-
-
-def _write_checkpoint(
-    model: TaskModel,
-    directory: Path,
-    graph_spec: GraphConfig | None,
-    extra: Mapping[str, Any] | None,
-    state: _State | None,
-) -> Path:
-    """The whole output directory, atomically; with the resume state when ``state`` is
-    given (written last, so ``trainer.json`` can record every other file's digest)."""
-    with atomic_path(directory) as tmp:
-        tmp.mkdir(parents=True)
-        model.backbone.save_pretrained(tmp)
-        _save_head(model, tmp)
-        meta = {
-            "format": TASK_FORMAT,
-            "version": 1,
-            "task": model.config.task,
-            "head": model.config.to_dict(),
-            "graph": asdict(graph_spec or GraphConfig()),
-            **dict(extra or {}),
-        }
-        (tmp / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        if state is not None:
-            _write_state_files(tmp, state)
-    return directory
-
-
-def read_task_json(directory: str | Path) -> dict[str, Any]:
-    """``task.json`` of a fine-tuned checkpoint (CheckpointError when absent or bad)."""
-    from neurogshn.training.checkpoint import load_json_object
-
-    path = Path(directory) / TASK_FILE
-    meta = load_json_object(
-        path, "no task.json: not a fine-tuned task checkpoint (run `neurogshn finetune`)"
-    )
-    if meta.get("format") != TASK_FORMAT:
-        raise CheckpointError(path, f"not a {TASK_FORMAT} file")
-    return meta
-
-
-def load_task_checkpoint(
-    directory: str | Path, device: torch.device | str | None = None
-) -> tuple[TaskModel, dict[str, Any]]:
-    """Load backbone and head of a fine-tuned checkpoint; returns ``(model, task.json)``.
-
-    Raises:
-        CheckpointError: a missing/corrupt file or head weights that do not fit the head
-            config (missing, unexpected or mis-shaped tensors), naming the file.
-    """
-
-    from neurogshn.model.gshn import GSHN
-
-    directory = Path(directory)
-    meta = read_task_json(directory)
-    try:
-        head_cfg = TaskHeadConfig.from_dict(meta["head"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(directory / TASK_FILE, f"bad head config ({exc})") from exc
-    dev = resolve_device(device)
-    backbone = GSHN.from_pretrained(directory, device=dev)
-    head = TaskHead(head_cfg)
-    path = directory / HEAD_WEIGHTS_FILE
-    state = read_safetensors(path, "head weights missing")
-    expected = head.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    bad_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or bad_shape:
-        raise CheckpointError(
-            path,
-            f"head weights do not match task.json (missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}, wrong shape {bad_shape[:3]})",
-        )
-    head.load_state_dict(state)
-    return TaskModel(backbone, head.to(dev)).eval(), meta
-
-
 def run_finetune(
     task: str,
     checkpoint: str | Path,

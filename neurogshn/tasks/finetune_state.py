@@ -55,8 +55,9 @@ from neurogshn.utils.io import atomic_path
 from neurogshn.utils.weights import read_safetensors
 
 if TYPE_CHECKING:
-    from neurogshn.tasks.finetune import FinetuneConfig, TaskExample
+    from neurogshn.tasks.finetune import FinetuneConfig
     from neurogshn.tasks.heads import TaskModel
+    from neurogshn.tasks.task_data import TaskExample
 
 #: ``task.json`` of a fine-tuned checkpoint (its presence marks a fine-tuning output).
 TASK_FILE = "task.json"
@@ -98,7 +99,7 @@ class _RunIdentity:
 
 
 @dataclass
-class _State:
+class FinetuneTrainingState:
     """Everything written to ``training_state.safetensors`` + ``trainer.json``."""
 
     run: _RunIdentity
@@ -283,7 +284,7 @@ def _restore_rng(state: FinetuneState) -> None:
         raise CheckpointError(state.path / TRAINER_FILE, f"bad RNG state: {exc}") from None
 
 
-def _write_state_files(directory: Path, state: _State) -> None:
+def write_state_files(directory: Path, state: FinetuneTrainingState) -> None:
     """``training_state.safetensors``, then ``trainer.json`` (with the size and SHA-256 of
     every other file of ``directory``) -- the last file written."""
     from safetensors.torch import save_file
@@ -298,22 +299,24 @@ def _write_state_files(directory: Path, state: _State) -> None:
     (directory / TRAINER_FILE).write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def _save_head(model: TaskModel, directory: Path) -> None:
+def save_head_weights(model: TaskModel, directory: Path) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
     save_file(state, str(directory / HEAD_WEIGHTS_FILE))
 
 
-def _save_resume_dir(model: TaskModel, out: Path, state: _State, frozen: bool) -> Path:
+def _save_resume_dir(
+    model: TaskModel, out: Path, state: FinetuneTrainingState, frozen: bool
+) -> Path:
     """Write ``out/resume`` atomically: head (+ backbone when trained) + the state."""
     target = out / RESUME_DIR
     with atomic_path(target) as tmp:
         tmp.mkdir(parents=True)
-        _save_head(model, tmp)
+        save_head_weights(model, tmp)
         if not frozen:
             model.backbone.save_pretrained(tmp)
-        _write_state_files(tmp, state)
+        write_state_files(tmp, state)
     return target
 
 

@@ -18,138 +18,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from neurogshn.data.tasks import item_negatives
 from neurogshn.errors import DataError
+from neurogshn.tasks.encode import encode_graphs, encode_texts
+from neurogshn.tasks.hard_negatives import hard_negative_diagnostics, load_hard_negative_items
 from neurogshn.tasks.metrics import (
     hard_negative_kinds,
-    hard_negative_metrics,
     recall_given_truth,
     retrieval_metrics,
     retrieval_oracle,
     top1_truth,
 )
+from neurogshn.tasks.rerank import (
+    FUSED_ITC_WEIGHT,
+    caption_match_counts,
+    itc_logit_scale,
+    itm_rerank,
+    pool_normalize_i2t,
+)
 from neurogshn.utils.runtime import resolve_device
-
-
-@dataclass(frozen=True)
-class HardNegativeTriple:
-    """One diagnostic triple: an image, its true caption and one negative twin.
-
-    Args:
-        image_id: the image.
-        caption: the true caption.
-        negative: the altered caption.
-        kind: the kind of negative, as the hard-negatives file names it (``relation_swap`` …).
-    """
-
-    image_id: int
-    caption: str
-    negative: str
-    kind: str
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameter-less module)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def _collate(graphs: Sequence[Any]) -> Any:
-    from torch_geometric.data import Batch
-
-    return Batch.from_data_list(list(graphs))
-
-
-@torch.no_grad()
-def encode_graphs(
-    model: nn.Module,
-    graphs: Sequence[Any],
-    batch_size: int = 64,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Image embeddings of a sequence of PyG graphs, in order.
-
-    Args:
-        model: a GSHN (anything with ``encode_image(batch).image_embeds``).
-        graphs: PyG ``Data`` objects (a list, or a dataset indexed ``0..len-1``).
-        batch_size: graphs per forward pass.
-        device: where to run; default the model's device.
-
-    Shapes:
-        returns ``len(graphs)×D`` (float32, on the CPU).
-    """
-    dev = model_device(model) if device is None else resolve_device(device)
-    out = []
-    for start in range(0, len(graphs), batch_size):
-        chunk = [graphs[i] for i in range(start, min(start + batch_size, len(graphs)))]
-        batch = _collate(chunk).to(dev)
-        out.append(model.encode_image(batch).image_embeds.float().cpu())
-    if not out:
-        raise ValueError("no graphs to encode")
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def encode_texts(model: nn.Module, texts: Sequence[str], batch_size: int = 256) -> Tensor:
-    """Sentence embeddings of ``texts`` in order (``len(texts)×D`` float32 on the CPU)."""
-    out = []
-    for start in range(0, len(texts), batch_size):
-        out.append(model.encode_text(list(texts[start : start + batch_size])).text_embeds)
-    if not out:
-        raise ValueError("no texts to encode")
-    return torch.cat([o.float().cpu() for o in out])
-
-
-def _field(item: Any, name: str) -> Any:
-    if isinstance(item, Mapping):
-        return item.get(name)
-    return getattr(item, name, None)
-
-
-def load_hard_negative_items(path: str | Path) -> list[Any]:
-    """Items of a ``hard_negatives_{split}.json`` file.
-
-    Parsed by :func:`neurogshn.data.tasks.load_hard_negatives`.
-    """
-    from neurogshn.data.tasks import load_hard_negatives
-
-    return list(load_hard_negatives(path).items)
-
-
-def hard_negative_triples(
-    items: Iterable[Any], image_ids: Iterable[int] | None = None
-) -> list[HardNegativeTriple]:
-    """Expand hard-negative items into triples, one per non-null negative.
-
-    Args:
-        items: :class:`~neurogshn.data.tasks.HardNegativeItem` objects, or dicts with
-            ``image_id``, ``caption`` and one field per kind of negative (text or ``None``;
-            see :func:`~neurogshn.data.tasks.item_negatives`).
-        image_ids: keep only these images (the ones being evaluated); ``None`` keeps all.
-    """
-    keep = None if image_ids is None else set(int(i) for i in image_ids)
-    triples = []
-    for item in items:
-        image_id = int(_field(item, "image_id"))
-        if keep is not None and image_id not in keep:
-            continue
-        caption = _field(item, "caption")
-        for kind, negative in item_negatives(item).items():
-            triples.append(HardNegativeTriple(image_id, str(caption), negative, kind))
-    return triples
-
-
-#: weight w of the ITC logit in the fused match score ``ITM + w · τ⁻¹ · cos`` (re-ranking and
-#: the ``fused`` hard-negative scorer); chosen on the validation split (docs/results.md)
-FUSED_ITC_WEIGHT = 0.5
 
 
 def evaluate_retrieval(
@@ -183,9 +75,10 @@ def evaluate_retrieval(
         max_images: evaluate only the first ``max_images`` images (in graph-dataset order).
         hard_negative_scorer: how a (image, caption) pair is scored for the diagnostics:
             ``"itc"`` the cosine of the embeddings; ``"itm"`` the model's image-text matching
-            head (match logit minus no-match logit, plus the relation term of
+            head (match logit minus no-match logit, plus the word evidence of
             :meth:`GSHN.itm_scores`); ``"fused"`` the ITM score plus
-            :data:`FUSED_ITC_WEIGHT` × the ITC logit, the score re-ranking uses;
+            :data:`~neurogshn.tasks.rerank.FUSED_ITC_WEIGHT` × the ITC logit, the score
+            re-ranking uses;
             ``"auto"`` fused when the model has an ITM head, else ITC. The ITC figures are
             always reported as ``*_acc_itc``, and with an ITM head the ITM ones as
             ``*_acc_itm`` and the fused ones as ``*_acc_fused``; the plain
@@ -219,13 +112,15 @@ def evaluate_retrieval(
             ``t2i_R@1_given_truth`` (:func:`~neurogshn.tasks.metrics.recall_given_truth`).
         pool_norm: ``β > 0`` (needs ``rerank``): also report image→text figures with each
             caption's score lowered by ``β · log(ε + n̂(c))``, ``n̂(c)`` the number of
-            evaluated images its ITM score matches (:func:`pool_normalize_i2t`). This is
+            evaluated images its ITM score matches
+            (:func:`~neurogshn.tasks.rerank.pool_normalize_i2t`). This is
             transductive (a score depends on the other images of the pool), so its figures
             get their own keys, ``i2t_R@1_poolnorm`` … (and ``i2t_true@1_poolnorm`` with
             ``diagnostics``), and ``pool_norm``; the plain keys keep the per-query protocol.
         itc_weight: ``w`` of the fused score ``ITM + w · τ⁻¹ · cos`` that re-ranking, the
             pool count and the ``fused`` hard-negative scorer use (default
-            :data:`FUSED_ITC_WEIGHT`); reported as ``itc_weight`` when re-ranking.
+            :data:`~neurogshn.tasks.rerank.FUSED_ITC_WEIGHT`); reported as ``itc_weight`` when
+            re-ranking.
 
     The *blind control* ``<kind>_acc_blind`` … scores every triple with the chosen scorer
     against another image (the next one in order): a model that reads the image falls to
@@ -248,6 +143,8 @@ def evaluate_retrieval(
         raise ValueError(f"pool_norm must be >= 0 and needs rerank > 0, got {pool_norm}, {rerank}")
     if not itc_weight >= 0:
         raise ValueError(f"itc_weight must be >= 0, got {itc_weight}")
+    if rerank > 0 and getattr(model, "itm_head", None) is None:
+        raise ValueError("rerank needs a model with an ITM head (itm_weight > 0)")
     if device is not None:
         model = model.to(resolve_device(device))
     captions: Mapping[int, Sequence[str]] = coco_dataset.captions
@@ -267,8 +164,6 @@ def evaluate_retrieval(
         out = retrieval_metrics(sim, owner_t)
         i2t_sim = t2i_sim = sim
         if rerank > 0:
-            if getattr(model, "itm_head", None) is None:
-                raise ValueError("rerank needs a model with an ITM head (itm_weight > 0)")
             i2t_sim, t2i_sim = itm_rerank(
                 model,
                 graphs,
@@ -279,15 +174,7 @@ def evaluate_retrieval(
                 itc_weight=itc_weight,
                 word_evidence=rerank_word_evidence,
             )
-            i2t = retrieval_metrics(i2t_sim, owner_t)
-            t2i = retrieval_metrics(t2i_sim, owner_t)
-            itc = {f"{k}_itc": v for k, v in out.items() if k.startswith(("i2t_", "t2i_", "rsum"))}
-            out.update({k: v for k, v in i2t.items() if k.startswith("i2t_")})
-            out.update({k: v for k, v in t2i.items() if k.startswith("t2i_")})
-            out["rsum"] = 100.0 * sum(
-                v for k, v in out.items() if k.startswith(("i2t_R@", "t2i_R@"))
-            )
-            out.update(itc)
+            out.update(reranked_metrics(out, i2t_sim, t2i_sim, owner_t))
             out["rerank_k"] = float(rerank)
             out["itc_weight"] = float(itc_weight)
         pooled = None
@@ -303,16 +190,9 @@ def evaluate_retrieval(
             )
             out["pool_norm"] = float(pool_norm)
         if diagnostics is not None:
-            truth = torch.from_numpy(diagnostics.truth_matrix(texts, ids).T).bool()  # I×C
-            out.update(retrieval_oracle(truth, owner_t))
-            for direction, ranking in (("i2t", i2t_sim), ("t2i", t2i_sim)):
-                out.update(recall_given_truth(ranking, truth, owner_t, direction))
-                out.update(top1_truth(ranking, truth, direction))
-                out.update(top1_false_reasons(ranking, truth, texts, ids, direction, diagnostics))
-            if rerank > 0:
-                out.update({f"{k}_itc": v for k, v in top1_truth(sim, truth).items()})
-            if pooled is not None:
-                out["i2t_true@1_poolnorm"] = top1_truth(pooled, truth, "i2t")["i2t_true@1"]
+            rankings = {"i2t": i2t_sim, "t2i": t2i_sim}
+            cosine = sim if rerank > 0 else None
+            out.update(oracle_metrics(diagnostics, texts, ids, owner_t, rankings, cosine, pooled))
         out["images_without_captions"] = float(
             len(graph_ids) - len([i for i in graph_ids if captions.get(i)])
         )
@@ -322,51 +202,68 @@ def evaluate_retrieval(
                 if isinstance(hard_negatives, (str, Path))
                 else hard_negatives
             )
-            triples = hard_negative_triples(items, ids)
-            if triples:
-                row_of = {image_id: row for row, image_id in enumerate(ids)}
-                rows = torch.tensor([row_of[t.image_id] for t in triples])
-                kinds = [t.kind for t in triples]
-                pos_t = encode_texts(model, [t.caption for t in triples], 4 * batch_size)
-                neg_t = encode_texts(model, [t.negative for t in triples], 4 * batch_size)
-                img = image_embeds[rows]
-                itc = hard_negative_metrics((img * pos_t).sum(-1), (img * neg_t).sum(-1), kinds)
-                out.update({f"{k}_itc": v for k, v in itc.items() if k.endswith("_acc")})
-                chosen = itc
-                # Blind control: every triple scored against another image (the next row).
-                blind_rows = (rows + 1) % len(ids)
-                blind_img = image_embeds[blind_rows]
-                blind = hard_negative_metrics(
-                    (blind_img * pos_t).sum(-1), (blind_img * neg_t).sum(-1), kinds
+            out.update(
+                hard_negative_diagnostics(
+                    model,
+                    graphs,
+                    ids,
+                    image_embeds,
+                    items,
+                    batch_size,
+                    hard_negative_scorer,
+                    itc_weight,
                 )
-                if _use_itm(model, hard_negative_scorer):
-                    pos_s, neg_s = itm_pair_scores(model, graphs, triples, rows, batch_size)
-                    pos_b, neg_b = itm_pair_scores(model, graphs, triples, blind_rows, batch_size)
-                    if hard_negative_scorer != "itm":  # fused: ITM + w · τ⁻¹ · cos
-                        w = itc_weight * itc_logit_scale(model)
-                        itm = hard_negative_metrics(pos_s, neg_s, kinds)
-                        out.update({f"{k}_itm": v for k, v in itm.items() if k.endswith("_acc")})
-                        pos_s = pos_s + w * (img * pos_t).sum(-1)
-                        neg_s = neg_s + w * (img * neg_t).sum(-1)
-                        pos_b = pos_b + w * (blind_img * pos_t).sum(-1)
-                        neg_b = neg_b + w * (blind_img * neg_t).sum(-1)
-                    chosen = hard_negative_metrics(pos_s, neg_s, kinds)
-                    suffix = "itm" if hard_negative_scorer == "itm" else "fused"
-                    out.update(
-                        {f"{k}_{suffix}": v for k, v in chosen.items() if k.endswith("_acc")}
-                    )
-                    blind = hard_negative_metrics(pos_b, neg_b, kinds)
-                # plain (chosen scorer) figures first, then the blind control, then per scorer
-                per_scorer = {
-                    k: out.pop(k) for k in list(out) if k.endswith(("_itc", "_itm", "_fused"))
-                }
-                out.update(chosen)
-                if len(ids) > 1:
-                    out.update({f"{k}_blind": v for k, v in blind.items() if k.endswith("_acc")})
-                out.update(per_scorer)
-            out["num_hard_negative_triples"] = float(len(triples))
+            )
     finally:
         model.train(was_training)
+    return out
+
+
+def reranked_metrics(
+    cosine: Mapping[str, float], i2t_sim: Tensor, t2i_sim: Tensor, owner: Tensor
+) -> dict[str, float]:
+    """The re-ranked figures under the plain keys (``i2t_R@1`` …, ``rsum``) and the cosine
+    ones (``cosine``, from :func:`~neurogshn.tasks.metrics.retrieval_metrics`) under
+    ``<key>_itc``.
+
+    Shapes:
+        i2t_sim, t2i_sim ``I×C``, owner ``C``
+    """
+    out = {k: v for k, v in retrieval_metrics(i2t_sim, owner).items() if k.startswith("i2t_")}
+    out.update({k: v for k, v in retrieval_metrics(t2i_sim, owner).items() if k.startswith("t2i_")})
+    out["rsum"] = 100.0 * sum(v for k, v in out.items() if k.startswith(("i2t_R@", "t2i_R@")))
+    out.update({f"{k}_itc": v for k, v in cosine.items() if k.startswith(("i2t_", "t2i_", "rsum"))})
+    return out
+
+
+def oracle_metrics(
+    diagnostics: Any,
+    texts: Sequence[str],
+    ids: Sequence[int],
+    owner: Tensor,
+    rankings: Mapping[str, Tensor],
+    cosine: Tensor | None = None,
+    pooled: Tensor | None = None,
+) -> dict[str, float]:
+    """What the captions allow and how the rankings fare against the truth oracle of a data
+    set that has one (see ``diagnostics`` in :func:`evaluate_retrieval`): the oracle's
+    recalls, per direction the recall given the truth, the truth of the first candidate and
+    why it is false; ``*_true@1_itc`` for the ``cosine`` ranking when the rankings are
+    re-ranked, ``i2t_true@1_poolnorm`` for a ``pooled`` one.
+
+    Shapes:
+        owner ``C``, rankings ``{"i2t": I×C, "t2i": I×C}``, cosine and pooled ``I×C``
+    """
+    truth = torch.from_numpy(diagnostics.truth_matrix(texts, ids).T).bool()  # I×C
+    out = retrieval_oracle(truth, owner)
+    for direction, ranking in rankings.items():
+        out.update(recall_given_truth(ranking, truth, owner, direction))
+        out.update(top1_truth(ranking, truth, direction))
+        out.update(top1_false_reasons(ranking, truth, texts, ids, direction, diagnostics))
+    if cosine is not None:
+        out.update({f"{k}_itc": v for k, v in top1_truth(cosine, truth).items()})
+    if pooled is not None:
+        out["i2t_true@1_poolnorm"] = top1_truth(pooled, truth, "i2t")["i2t_true@1"]
     return out
 
 
@@ -414,263 +311,6 @@ def top1_false_reasons(
             raise ValueError(f"the oracle gave {reason!r}, not one of {diagnostics.reasons}")
         counts[reason] += 1
     return {f"{direction}_false@1_{r}": n / sim.shape[0] for r, n in counts.items()}
-
-
-# re-ranked candidates are lifted by this offset above every cosine in [-1, 1]
-_CANDIDATE_OFFSET = 1e4
-
-
-@torch.no_grad()
-def itm_rerank(
-    model: nn.Module,
-    graphs: Sequence[Any],
-    texts: Sequence[str],
-    similarity: Tensor,
-    k: int,
-    batch_size: int = 64,
-    itc_weight: float = FUSED_ITC_WEIGHT,
-    word_evidence: bool = False,
-) -> tuple[Tensor, Tensor]:
-    r"""Image-by-caption score matrices in which each query's ``k`` best candidates by
-    ``similarity`` are re-ordered by
-
-    .. math:: s = s_\text{ITM} + w \cdot \tau^{-1} \cos(v, t)
-
-    with :math:`s_\text{ITM}` the model's ITM score (:meth:`GSHN.itm_scores`: the ITM logits
-    and, with ``word_evidence``, the masked-LM word evidence, which costs one cross-encoder
-    pass per scored word of each pair), :math:`\tau^{-1}` its ITC logit scale (1 without an
-    ITC head) and ``w = itc_weight`` (0.5 chosen on the validation split, docs/results.md:
-    the ITM score alone ranks 16 candidates worse than ITC does for text→image).
-
-    One matrix per direction: in the image→text one each row's top-``k`` captions get their
-    ITM score and rank above all other captions, which keep their ITC order below them; the
-    text→image one does the same per column. Every image is encoded once; the (image,
-    caption) pairs of both directions (deduplicated) are scored in batches of ``4×
-    batch_size``.
-
-    Shapes:
-        graphs ``I``, texts ``C``, similarity ``I×C`` → two ``I×C`` tensors (CPU float32).
-    """
-    sim = similarity.float().cpu()
-    n_img, n_txt = sim.shape
-    k_row, k_col = min(k, n_txt), min(k, n_img)
-    rows_i2t = torch.arange(n_img).repeat_interleave(k_row)
-    cols_i2t = sim.topk(k_row, dim=1).indices.reshape(-1)
-    cols_t2i = torch.arange(n_txt).repeat_interleave(k_col)
-    rows_t2i = sim.topk(k_col, dim=0).indices.T.reshape(-1)
-    pairs = torch.unique(
-        torch.stack([torch.cat([rows_i2t, rows_t2i]), torch.cat([cols_i2t, cols_t2i])], 1), dim=0
-    )  # sorted by image row
-    scores = torch.empty(len(pairs))
-    scale = itc_logit_scale(model)
-    dev = model_device(model)
-    pair_batch = 4 * batch_size
-    for start in range(0, n_img, batch_size):
-        stop = min(start + batch_size, n_img)
-        here = ((pairs[:, 0] >= start) & (pairs[:, 0] < stop)).nonzero().squeeze(1)
-        if len(here) == 0:
-            continue
-        enc = model.encode_image(_collate([graphs[i] for i in range(start, stop)]).to(dev))
-        for chunk in here.split(pair_batch):
-            rows, cols = pairs[chunk, 0] - start, pairs[chunk, 1]
-            chunk_texts = [str(texts[int(c)]) for c in cols]
-            scores[chunk] = (
-                model.itm_scores(
-                    enc.select(rows.to(dev)),
-                    model.encode_text(chunk_texts),
-                    chunk_texts if word_evidence else None,
-                )
-                .float()
-                .cpu()
-            )
-    scores = scores + itc_weight * scale * sim[pairs[:, 0], pairs[:, 1]]
-    # candidates above every non-candidate: ITC cosines lie in [-1, 1]
-    scores = scores.clamp(-1e3, 1e3) + _CANDIDATE_OFFSET
-    reranked = sim.clone()
-    reranked[pairs[:, 0], pairs[:, 1]] = scores
-    i2t, t2i = sim.clone(), sim.clone()
-    i2t[rows_i2t, cols_i2t] = reranked[rows_i2t, cols_i2t]
-    t2i[rows_t2i, cols_t2i] = reranked[rows_t2i, cols_t2i]
-    return i2t, t2i
-
-
-def refuse_candidates(
-    itm_ranked: Tensor,
-    similarity: Tensor,
-    k: int,
-    itc_weight: float,
-    itc_scale: float,
-    dim: int,
-) -> Tensor:
-    r"""Re-rank with fewer candidates or another ITC weight, without scoring pairs again.
-
-    ``itm_ranked`` is one direction's matrix from :func:`itm_rerank` called with
-    ``itc_weight=0`` and some ``k_max ≥ k`` (its candidates hold the ITM score plus an offset).
-    Returns the matrix :func:`itm_rerank` would return for ``k`` and ``itc_weight``: each
-    query's ``k`` best candidates by ``similarity`` scored
-    :math:`s_\text{ITM} + w \cdot \tau^{-1} \cos`, above all other items.
-
-    Args:
-        itm_ranked: ``I×C`` from ``itm_rerank(..., k_max, itc_weight=0)`` (one direction).
-        similarity: the ``I×C`` cosines that chose the candidates.
-        k: candidates per query, at most the ``k_max`` of ``itm_ranked``.
-        itc_weight: ``w``.
-        itc_scale: :math:`\tau^{-1}` (:func:`itc_logit_scale`).
-        dim: ``1`` for image→text (queries are rows), ``0`` for text→image.
-    """
-    sim = similarity.float().cpu()
-    candidates = sim.topk(min(k, sim.shape[dim]), dim=dim).indices
-    keep = torch.zeros_like(sim, dtype=torch.bool).scatter_(dim, candidates, True)
-    if bool((itm_ranked[keep] < _CANDIDATE_OFFSET / 2).any()):
-        raise ValueError(f"k={k} exceeds the candidates scored in itm_ranked")
-    out = sim.clone()
-    itm = itm_ranked[keep] - _CANDIDATE_OFFSET
-    out[keep] = (itm + itc_weight * itc_scale * sim[keep]).clamp(-1e3, 1e3) + _CANDIDATE_OFFSET
-    return out
-
-
-#: ε in the pool normalisation ``− β · log(ε + n̂(c))`` (chosen on a 1,000-image validation
-#: pool, docs/results.md); it keeps a caption that no candidate image matches finite
-POOL_NORM_SMOOTHING = 0.5
-
-
-def caption_match_counts(
-    t2i: Tensor, similarity: Tensor, itc_weight: float, itc_scale: float
-) -> Tensor:
-    r"""How many evaluated images each caption matches, by the ITM head: for caption :math:`c`
-
-    .. math:: \hat n(c) = \sum_{i \in \mathcal{K}(c)} \sigma\big(s_\text{ITM}(i, c)\big)
-
-    over its re-ranked candidate images :math:`\mathcal{K}(c)` (its top ``K`` by ITC, which
-    hold nearly every image a caption can be true of), with the ITM score recovered from the
-    fused one as :math:`s - w \tau^{-1} \cos`.
-
-    Args:
-        t2i: the text→image matrix of :func:`itm_rerank` (or :func:`refuse_candidates`,
-            ``dim=0``): candidates hold the fused score plus the candidate offset.
-        similarity: the ``I×C`` cosines that chose the candidates.
-        itc_weight: ``w`` used for ``t2i``.
-        itc_scale: :math:`\tau^{-1}` used for ``t2i``.
-
-    Shapes:
-        ``I×C``, ``I×C`` → ``C``.
-    """
-    t2i = t2i.float().cpu()
-    candidate = t2i > _CANDIDATE_OFFSET / 2
-    itm = t2i - _CANDIDATE_OFFSET - itc_weight * itc_scale * similarity.float().cpu()
-    return torch.where(candidate, torch.sigmoid(itm), torch.zeros_like(itm)).sum(dim=0)
-
-
-def pool_normalize_i2t(
-    i2t: Tensor, counts: Tensor, weight: float, smoothing: float = POOL_NORM_SMOOTHING
-) -> Tensor:
-    r"""Image→text scores lowered for captions that many evaluated images match:
-
-    .. math:: s'(i, c) = s(i, c) - \beta \log\big(\varepsilon + \hat n(c)\big)
-
-    on each query's re-ranked candidates (the others keep their ITC order below them), with
-    :math:`\hat n` from :func:`caption_match_counts`. A caption true of several images is less
-    likely to be the one written for a given image (the captions' own statistics), and one
-    the model over-scores everywhere (a hub) is pushed down; the log-counts play the part of
-    the normaliser of an *inverted softmax* (Smith et al., ICLR 2017).
-
-    This is **transductive**: a caption's score for one image depends on the other images of
-    the evaluated pool, unlike the per-query protocol of the plain ``i2t_R@K``; report its
-    figures apart (``evaluate_retrieval`` names them ``*_poolnorm``).
-
-    Args:
-        i2t: the image→text matrix of :func:`itm_rerank` / :func:`refuse_candidates`.
-        counts: :math:`\hat n(c)` per caption.
-        weight: :math:`\beta \ge 0` (0 returns ``i2t`` unchanged).
-        smoothing: :math:`\varepsilon > 0`.
-
-    Shapes:
-        ``I×C``, ``C`` → ``I×C``.
-    """
-    if weight < 0 or smoothing <= 0:
-        raise ValueError(f"need weight >= 0 and smoothing > 0, got {weight}, {smoothing}")
-    out = i2t.float().cpu().clone()
-    if out.shape[1] != counts.shape[0]:
-        raise ValueError(f"{out.shape[1]} captions in i2t but {counts.shape[0]} counts")
-    candidate = out > _CANDIDATE_OFFSET / 2
-    penalty = (weight * torch.log(smoothing + counts.float().cpu())).expand_as(out)
-    out[candidate] -= penalty[candidate]
-    return out
-
-
-def itc_logit_scale(model: nn.Module) -> float:
-    """The model's ITC logit scale τ⁻¹ (1 when it has no ITC head)."""
-    scale = getattr(model, "itc_scale", None)
-    if scale is None:
-        return 1.0
-    with torch.no_grad():
-        return float(scale())
-
-
-def _use_itm(model: nn.Module, scorer: str) -> bool:
-    if scorer not in ("auto", "itc", "itm", "fused"):
-        raise ValueError(f"hard_negative_scorer must be auto, itc, itm or fused, got {scorer!r}")
-    if scorer == "fused" and getattr(model, "itm_head", None) is None:
-        raise ValueError("hard_negative_scorer='fused' but the model has no ITM head")
-    has = getattr(model, "itm_head", None) is not None
-    if scorer == "itm" and not has:
-        raise ValueError("hard_negative_scorer='itm' but the model has no ITM head")
-    return has and scorer != "itc"
-
-
-@torch.no_grad()
-def itm_pair_scores(
-    model: nn.Module,
-    graphs: Sequence[Any],
-    triples: Sequence[HardNegativeTriple],
-    rows: Tensor,
-    batch_size: int = 64,
-) -> tuple[Tensor, Tensor]:
-    """ITM scores (match minus no-match logit) of each triple's true and negative caption.
-
-    Every image is encoded once (``batch_size`` images at a time) and its encoding reused for
-    all its triples (:meth:`~neurogshn.model.gshn.ImageEncoding.select`); the pairs are
-    scored ``4 × batch_size`` at a time.
-
-    Args:
-        model: a GSHN with ``itm_head`` (or any model with ``itm_head(tokens, token_mask,
-            nodes, node_mask)`` and node embeddings in its image encoding).
-        graphs: the evaluated graphs by row; ``rows[k]`` is triple ``k``'s image row.
-
-    Shapes:
-        returns two tensors of ``len(triples)`` (CPU float32).
-    """
-    from torch_geometric.utils import to_dense_batch
-
-    rows = torch.as_tensor(rows).long().cpu()
-    pos_out, neg_out = torch.empty(len(triples)), torch.empty(len(triples))
-    dev = model_device(model)
-    images = torch.unique(rows)  # sorted
-    for start in range(0, len(images), batch_size):
-        here_images = images[start : start + batch_size]
-        enc = model.encode_image(_collate([graphs[int(r)] for r in here_images]).to(dev))
-        dense = None
-        if not hasattr(model, "itm_scores"):
-            dense = to_dense_batch(enc.node_embeds, enc.node_batch, batch_size=len(here_images))
-        here = torch.nonzero(torch.isin(rows, here_images)).squeeze(1)
-        for chunk in here.split(4 * batch_size):
-            local = torch.searchsorted(here_images, rows[chunk]).to(dev)
-            chosen = [triples[int(k)] for k in chunk]
-            for texts, out in (
-                ([t.caption for t in chosen], pos_out),
-                ([t.negative for t in chosen], neg_out),
-            ):
-                text = model.encode_text(texts)
-                if dense is None:  # GSHN: the head with whatever inputs it needs
-                    score = model.itm_scores(enc.select(local), text, list(texts))
-                else:
-                    nodes, node_mask = dense[0][local], dense[1][local]
-                    logits = model.itm_head(
-                        text.token_embeds, text.attention_mask.bool(), nodes, node_mask
-                    )
-                    score = logits[:, 1] - logits[:, 0]
-                out[chunk] = score.float().cpu()
-    return pos_out, neg_out
 
 
 def retrieval_pool(

@@ -328,11 +328,8 @@ def test_task_eval_needs_task_checkpoint(scenes_root, tiny_checkpoint, capsys):
 def test_corrupt_head_weights(scenes_root, tiny_checkpoint, tmp_path):
     from neurogshn.errors import CheckpointError
     from neurogshn.model.gshn import GSHN
-    from neurogshn.tasks.finetune import (
-        build_task_model,
-        load_task_checkpoint,
-        save_task_checkpoint,
-    )
+    from neurogshn.tasks.finetune import build_task_model
+    from neurogshn.tasks.task_checkpoint import load_task_checkpoint, save_task_checkpoint
 
     model = build_task_model(
         GSHN.from_pretrained(tiny_checkpoint), "ve", ["entailment", "neutral", "contradiction"]

@@ -16,16 +16,10 @@ import torch
 
 from neurogshn.cli import main
 from neurogshn.errors import CheckpointError, ConfigError
-from neurogshn.tasks.finetune import (
-    FinetuneConfig,
-    TaskExample,
-    build_task_model,
-    filter_examples,
-    finetune,
-    load_task_checkpoint,
-    load_task_examples,
-)
+from neurogshn.tasks.finetune import FinetuneConfig, build_task_model, finetune
 from neurogshn.tasks.finetune_state import RESUME_DIR, read_finetune_state
+from neurogshn.tasks.task_checkpoint import load_task_checkpoint
+from neurogshn.tasks.task_data import TaskExample, filter_examples, load_task_examples
 
 # 40 examples, batch 8: 5 steps per epoch, 10 in all; states after global steps 3, 5 (end of
 # epoch 1), 6 and 9 (end of epoch 2: 10). The interrupted run stops after step 8, so the

@@ -8,16 +8,10 @@ import torch
 from torch_geometric.data import Data
 
 from neurogshn.errors import ConfigError
-from neurogshn.tasks.finetune import (
-    FinetuneConfig,
-    TaskExample,
-    build_task_model,
-    evaluate_task,
-    finetune,
-    load_task_checkpoint,
-    save_task_checkpoint,
-)
+from neurogshn.tasks.finetune import FinetuneConfig, build_task_model, evaluate_task, finetune
 from neurogshn.tasks.heads import CrossModalFusion, TaskHeadConfig, count_bins
+from neurogshn.tasks.task_checkpoint import load_task_checkpoint, save_task_checkpoint
+from neurogshn.tasks.task_data import TaskExample
 
 TEXTS = [
     "is the red circle left of the blue square?",

@@ -11,15 +11,14 @@ from torch_geometric.data import Data
 from neurogshn.errors import DataError
 from neurogshn.tasks.finetune import (
     FinetuneConfig,
-    TaskExample,
     build_task_model,
     evaluate_task,
     finetune,
-    load_task_examples,
-    read_task_json,
     task_metrics,
 )
 from neurogshn.tasks.heads import TaskHeadConfig
+from neurogshn.tasks.task_checkpoint import read_task_json
+from neurogshn.tasks.task_data import TaskExample, load_task_examples
 
 COLORS = ["red", "green", "blue", "gray"]
 

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from neurogshn.tasks.retrieval import evaluate_retrieval, itm_rerank, refuse_candidates
+from neurogshn.tasks.rerank import itm_rerank, refuse_candidates
+from neurogshn.tasks.retrieval import evaluate_retrieval
 
 OFFSET = 1e4  # what itm_rerank adds to its candidates
 
@@ -200,7 +201,7 @@ def test_fused_hard_negative_scorer_by_hand():
 
 
 def test_itm_pair_scores_encode_each_image_once():
-    from neurogshn.tasks.retrieval import HardNegativeTriple, itm_pair_scores
+    from neurogshn.tasks.hard_negatives import HardNegativeTriple, itm_pair_scores
 
     class Counting(_TableModel):
         def __init__(self, table) -> None:
@@ -232,7 +233,7 @@ def test_caption_match_counts_and_pool_normalisation_by_hand():
     written for it. Per query, image 0 picks the generic c0; lowering each caption by
     2 · log(0.5 + n̂) with n̂(c0) = 2σ(2) = 1.76, n̂(c1) = σ(1.5) + σ(−3) = 0.87 makes it pick
     c1: 2 − 2 log 2.26 = 0.37 against 1.5 − 2 log 1.36 = 0.88."""
-    from neurogshn.tasks.retrieval import caption_match_counts, pool_normalize_i2t
+    from neurogshn.tasks.rerank import caption_match_counts, pool_normalize_i2t
 
     sim = torch.tensor([[0.2, 0.1, -0.5], [0.3, -0.2, 0.4]])  # c2: never a candidate of image 0
     raw = torch.tensor([[2.0, 1.5, 0.0], [2.0, -3.0, 0.0]])

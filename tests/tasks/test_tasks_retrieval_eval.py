@@ -12,11 +12,8 @@ from torch import nn
 from torch_geometric.data import Data
 
 from neurogshn.errors import DataError
-from neurogshn.tasks.retrieval import (
-    evaluate_retrieval,
-    hard_negative_triples,
-    summarize_retrieval,
-)
+from neurogshn.tasks.hard_negatives import hard_negative_triples
+from neurogshn.tasks.retrieval import evaluate_retrieval, summarize_retrieval
 
 
 class _LookupModel(nn.Module):
