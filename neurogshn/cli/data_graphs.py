@@ -151,4 +151,9 @@ def run(args: argparse.Namespace) -> int:
         if len(ds.skipped) > 20:
             print(f"    … and {len(ds.skipped) - 20} more (listed in {res.path / 'index.json'})")
         total_skipped += len(ds.skipped)
+        if not len(ds):
+            why = "every record was skipped (above)" if ds.skipped else "it lists no image"
+            raise DataError(
+                root / "annotations" / f"panoptic_{split}.json", f"no graph built: {why}"
+            )
     return 0
