@@ -508,7 +508,12 @@ def run_pretraining(
             absent = list(dict.fromkeys(k for k in wanted if k not in present))
             if absent:
                 say(f"note: {hn_path} has no {', '.join(absent)} negatives; training without them")
-        source = PretrainItemSource(train_graphs, train_coco.captions, hard_negs)
+        source = PretrainItemSource(
+            train_graphs,
+            train_coco.captions,
+            hard_negs,
+            where=f"{root} (split {cfg.data.train_split!r})",
+        )
         data = PretrainingData(
             source,
             batch_size=cfg.schedule.batch_size,

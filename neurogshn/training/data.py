@@ -82,12 +82,14 @@ class PretrainItemSource:
         groundings: ``{(image_id, caption_index): phrases}`` (``PhraseGrounding``, from
             :func:`neurogshn.data.grounding.caption_groundings`); the phrases' segment ids are
             mapped to node indices through each graph's ``segment_id``. Empty: no grounding.
+        where: what an error about the source names (e.g. the data root and split).
     """
 
     graphs: Any
     captions: Mapping[int, Sequence[str]]
     hard_negatives: Mapping[tuple[int, int], Mapping[str, str]]
     groundings: Mapping[tuple[int, int], Sequence[Any]] = field(default_factory=dict)
+    where: str = "<training split>"
 
 
 class _IndexDataset(torch.utils.data.Dataset):
@@ -145,7 +147,7 @@ class PretrainingData:
         if max_images is not None:
             self.rows = self.rows[: int(max_images)]
         if not self.rows:
-            raise DataError("<training split>", "no image has both a graph and a caption")
+            raise DataError(source.where, "no image has both a graph and a caption")
         self.sampler = DistributedSampler(
             _IndexDataset(len(self.rows)),
             num_replicas=self.world_size,

@@ -274,3 +274,40 @@ def test_evaluate_refuses_a_damaged_checkpoint_by_name(
     assert f"{ckpt / named}" in err and problem in err, err
     assert not (tmp_path / "pickle_ran").exists()
     assert _digests(ckpt) == before
+
+
+def test_pretrain_on_an_empty_training_split_names_the_data(
+    scenes_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(scenes_root, root, ignore=shutil.ignore_patterns(CACHE))
+    for name in ("panoptic_train.json", "captions_train.json"):
+        path, data = _annotation(root, name)
+        data["images"], data["annotations"] = [], []
+        path.write_text(json.dumps(data))
+    repo = Path(__file__).resolve().parents[2]
+    argv = ["pretrain", "--config", str(repo / "configs" / "tiny.json"), "--data", str(root),
+            "--out", str(tmp_path / "run"), "--set", "schedule.max_steps=2",
+            "--device", "cpu"]  # fmt: skip
+    code, out, err = _run(argv, capsys)
+    assert code == 2, out + err
+    assert f"{root} (split 'train'): no image has both a graph and a caption" in err, err
+
+
+def test_captions_of_unknown_images_are_counted_in_a_warning(
+    scenes_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from neurogshn.data.coco import CocoPanopticDataset
+
+    root = tmp_path / "data"
+    shutil.copytree(scenes_root, root, ignore=shutil.ignore_patterns(CACHE))
+    path, data = _annotation(root, f"captions_{SPLIT}.json")
+    extra = [dict(data["annotations"][0], id=10**9 + k, image_id=999999) for k in range(3)]
+    data["annotations"] += extra
+    path.write_text(json.dumps(data))
+    with caplog.at_level("WARNING"):
+        ds = CocoPanopticDataset(root, SPLIT)
+    assert f"{path}: 3 caption(s) name images that are not in the panoptic split" in caplog.text
+    assert 999999 not in ds.captions and sum(map(len, ds.captions.values())) == len(
+        data["annotations"]
+    ) - len(extra)
