@@ -251,8 +251,19 @@ class PretrainingObjective:
             if model.config.itm_mlm_weight > 0 and model.itm_head.token_head is not None:
                 with record_function("loss/itm_mlm"):
                     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
+                    spans = None
+                    if batch.groundings is not None:
+                        spans = [
+                            None if g is None else [(start, end) for start, end, _ in g]
+                            for g in batch.groundings
+                        ]
                     predicted = model.masked_word_logits(
-                        list(batch.captions), nodes, node_mask, pos, list(batch.hard_negatives)
+                        list(batch.captions),
+                        nodes,
+                        node_mask,
+                        pos,
+                        list(batch.hard_negatives),
+                        spans,
                     )
                     if predicted is not None:
                         mlm = mlm_loss(predicted)

@@ -34,6 +34,8 @@ LEGACY_ITM_FIELDS: dict[str, Any] = {
     "itm_token_position": False,
     "itm_mlm_weight": 0.0,
     "itm_attention_sink": False,
+    "itm_relative_positions": 0,
+    "itm_grounded_geometry": 0,
 }
 
 #: Options of earlier versions whose parts were removed: closed-vocabulary classifiers over
@@ -138,6 +140,10 @@ class GSHNConfig:
         itm_mlm_contrast_masks: the first masked copy of a caption that has a hard negative
             masks the words where the two differ (:func:`~neurogshn.model.mlm.contrast_words`)
             instead of a random draw, so the masked words are the ones the image decides.
+        itm_mlm_mask_ungrounded: the first masked copy of a caption with grounded phrases
+            (training data with groundings) draws its words from those outside the phrases
+            (:func:`~neurogshn.model.mlm.ungrounded_words`): the words that relate, count and
+            place what the phrases name, which the grounding term does not teach.
         itm_mlm_score_weight: weight :math:`\lambda` of the mean pointwise mutual information
             of the caption's content words in the match score (:meth:`GSHN.itm_scores`):
             :math:`s = \text{logit}_{match} - \text{logit}_{no} + \lambda\,
@@ -148,6 +154,18 @@ class GSHNConfig:
             highest inverse document frequency; each costs one cross-encoder pass).
         itm_mlm_content_fraction: a word in more than this fraction of the training captions
             (articles, copulas, punctuation) is not scored.
+        itm_relative_positions: ``K > 0``: the ITM head's token self-attention adds a
+            learned bias by token offset, clipped at ``K``
+            (:class:`~neurogshn.model.crossmodal.RelativePositionBias`), so a word can read
+            the words at a given distance from it whatever the caption's length; 0: off.
+            Checkpoints predating it load with 0.
+        itm_grounded_geometry: ``K > 0``: from its second block on, the ITM head's token
+            self-attention adds, for each other token, the centroid of the nodes that token
+            attends to, through a learned matrix per token offset clipped at ``K``
+            (:class:`~neurogshn.model.crossmodal.GroundedGeometry`): what lets a word compare
+            the positions of the things named before and after it. Needs
+            ``itm_node_position`` and ``itm_self_attention``; 0: off. Checkpoints predating it
+            load with 0.
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;
             :mod:`neurogshn.model.crossmodal`). Checkpoints predating it load without it; a
@@ -192,11 +210,14 @@ class GSHNConfig:
     itm_token_position: bool = True
     itm_grounding_weight: float = 1.0
     itm_attention_sink: bool = True
+    itm_relative_positions: int = 0
+    itm_grounded_geometry: int = 0
     itm_mlm_weight: float = 1.0
     itm_mlm_mask_rate: float = 0.15
     itm_mlm_copies: int = 2
     itm_mlm_image_dropout: float = 0.25
     itm_mlm_contrast_masks: bool = False
+    itm_mlm_mask_ungrounded: bool = False
     itm_mlm_score_weight: float = 8.0
     itm_mlm_score_words: int = 6
     itm_mlm_content_fraction: float = 0.5
@@ -256,6 +277,19 @@ class GSHNConfig:
                 bad(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.itm_mlm_copies < 1:
             bad(f"itm_mlm_copies must be >= 1, got {self.itm_mlm_copies}")
+        if self.itm_mlm_contrast_masks and self.itm_mlm_mask_ungrounded:
+            bad(
+                "itm_mlm_contrast_masks and itm_mlm_mask_ungrounded both choose the first "
+                "masked copy's words; turn one off"
+            )
+        if self.itm_grounded_geometry < 0:
+            bad(f"itm_grounded_geometry must be >= 0, got {self.itm_grounded_geometry}")
+        if self.itm_grounded_geometry > 0 and not (
+            self.itm_node_position and self.itm_self_attention
+        ):
+            bad("itm_grounded_geometry needs itm_node_position and itm_self_attention")
+        if self.itm_relative_positions < 0:
+            bad(f"itm_relative_positions must be >= 0, got {self.itm_relative_positions}")
         if self.itm_mlm_score_words < 1:
             bad(f"itm_mlm_score_words must be >= 1, got {self.itm_mlm_score_words}")
         uses_snn = self.mode != "gat_only"

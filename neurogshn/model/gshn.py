@@ -20,7 +20,7 @@ config is positive, so a weight of 0 leaves no unused parameter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -231,6 +231,8 @@ class GSHN(nn.Module):
                 attention_sink=c.itm_attention_sink,
                 vocab_size=te.word_embeddings.shape[0] if mlm else 0,
                 word_dim=te.word_embeddings.shape[1] if mlm else 0,
+                relative_positions=c.itm_relative_positions,
+                grounded_geometry=c.itm_grounded_geometry,
             )
             if mlm:
                 self.token_statistics = TokenStatistics(te.word_embeddings.shape[0])
@@ -388,12 +390,14 @@ class GSHN(nn.Module):
         node_mask: Tensor,
         node_pos: Tensor | None,
         contrasts: list[str | None] | None = None,
+        phrases: Sequence[Sequence[tuple[int, int]] | None] | None = None,
     ) -> MaskedWordLogits | None:
         """The masked-token head's predictions for randomly masked copies of ``captions`` read
         with their images (dense ``nodes`` ``B×N×D``, ``node_mask`` ``B×N``) or the null image,
         as configured by ``itm_mlm_*`` (:func:`~neurogshn.model.mlm.masked_word_logits`);
         ``contrasts`` (a contrasting caption per caption, or ``None``) are used when
-        ``itm_mlm_contrast_masks`` is on."""
+        ``itm_mlm_contrast_masks`` is on, ``phrases`` (per caption the character spans of
+        its grounded phrases, or ``None``) when ``itm_mlm_mask_ungrounded`` is on."""
         c = self.config
         return masked_word_logits(
             self.text_encoder,
@@ -407,6 +411,7 @@ class GSHN(nn.Module):
             c.itm_mlm_copies,
             c.itm_mlm_image_dropout,
             contrasts if c.itm_mlm_contrast_masks else None,
+            phrases if c.itm_mlm_mask_ungrounded else None,
         )
 
     def content_words(self, texts: list[str]) -> list[list[CaptionWord]]:

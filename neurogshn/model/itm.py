@@ -55,6 +55,11 @@ class ITMHead(CrossModalEncoder):
             lets the head count (:mod:`neurogshn.model.crossmodal`).
         vocab_size: the text model's vocabulary ``V`` (0: no masked-token head).
         word_dim: the text model's word-embedding size ``H`` (with ``vocab_size``).
+        relative_positions: ``K > 0``: a learned bias by token offset up to ``K`` in the
+            token self-attention (:class:`~neurogshn.model.crossmodal.RelativePositionBias`).
+        grounded_geometry: ``K > 0``: from the second block on, the token self-attention
+            adds where the other tokens' referents lie, by token offset up to ``K``
+            (:class:`~neurogshn.model.crossmodal.GroundedGeometry`).
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
@@ -75,6 +80,8 @@ class ITMHead(CrossModalEncoder):
         attention_sink: bool = False,
         vocab_size: int = 0,
         word_dim: int = 0,
+        relative_positions: int = 0,
+        grounded_geometry: int = 0,
     ) -> None:
         super().__init__(
             dim,
@@ -86,6 +93,8 @@ class ITMHead(CrossModalEncoder):
             token_position,
             max_tokens,
             attention_sink,
+            relative_positions,
+            grounded_geometry,
         )
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, 2)
@@ -110,8 +119,24 @@ class ITMHead(CrossModalEncoder):
         node_pos: Tensor | None = None,
     ) -> Tensor:
         """The final (normalised) cross-modal token states ``P×L×D``."""
-        h, _ = CrossModalEncoder.forward(self, tokens, token_mask, nodes, node_mask, node_pos)
-        return self.norm(h)
+        return self.encode(tokens, token_mask, nodes, node_mask, node_pos, False)[0]
+
+    def encode(
+        self,
+        tokens: Tensor,
+        token_mask: Tensor,
+        nodes: Tensor,
+        node_mask: Tensor,
+        node_pos: Tensor | None = None,
+        return_attention: bool = True,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """The final (normalised) token states ``P×L×D`` and, with ``return_attention`` (or
+        grounded geometry), every block's cross-attention to the nodes ``P×L×N`` (without
+        dropout; see :func:`~neurogshn.model.crossmodal.attention_weights`)."""
+        h, attentions = CrossModalEncoder.forward(
+            self, tokens, token_mask, nodes, node_mask, node_pos, return_attention
+        )
+        return self.norm(h), attentions
 
     def null_nodes(self, count: int, with_pos: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         """``count`` copies of the null image: nodes ``count×1×D``, mask ``count×1`` and, when

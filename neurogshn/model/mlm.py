@@ -108,6 +108,16 @@ def contrast_words(
     return [w for i, w in enumerate(words) if i not in matched]
 
 
+def ungrounded_words(
+    words: Sequence[CaptionWord], phrases: Sequence[tuple[int, int]]
+) -> list[CaptionWord]:
+    """The words of a caption that lie outside all of its grounded phrases (character spans
+    ``(start, end)``, e.g. from :mod:`neurogshn.data.grounding`): the words that relate,
+    count and place what the phrases name ("sits under", "higher than", "riding", "on"),
+    whatever the wording; every word when no phrase is given."""
+    return [w for w in words if not any(w.start < end and start < w.end for start, end in phrases)]
+
+
 def mask_word(text: str, word: CaptionWord, mask_token: str) -> str:
     """``text`` with ``word`` replaced by one ``mask_token`` per piece (space-separated)."""
     masks = " ".join([mask_token] * len(word.token_ids))
@@ -336,22 +346,33 @@ def draw_masked_words(
     statistics: TokenStatistics,
     rate: float,
     copies: int = 1,
+    first_from: Sequence[Sequence[CaptionWord] | None] | None = None,
 ) -> list[list[list[CaptionWord]]]:
     """For each caption ``copies`` groups of words to mask, each drawn independently (see
-    module docstring); a caption without words gets none."""
+    module docstring); a caption without words gets none. With ``first_from`` (per caption a
+    subset of its words, or ``None``), the first group of a caption whose subset is not empty
+    draws its ``k`` words from that subset only (all of them when it has ``k`` or fewer)."""
     out: list[list[list[CaptionWord]]] = []
     flat = statistics.word_stats([w for ws in words for w in ws])
-    for ws in words:
+    for i, ws in enumerate(words):
         here, flat = flat[: len(ws)], flat[len(ws) :]
         if not ws:
             out.append([])
             continue
         k = max(1, round(rate * len(ws)))
         weights = torch.tensor([w + MASK_WEIGHT_FLOOR for w, _ in here], dtype=torch.float64)
+        allowed = None
+        if first_from is not None and first_from[i]:
+            subset = {id(w) for w in first_from[i]}  # type: ignore[union-attr]
+            allowed = torch.tensor([id(w) in subset for w in ws], dtype=torch.bool)
         groups = []
-        for _ in range(copies):
-            picked = torch.multinomial(weights, min(k, len(ws)), replacement=False).tolist()
-            groups.append([ws[i] for i in sorted(picked)])
+        for copy in range(copies):
+            w = weights
+            if copy == 0 and allowed is not None and bool(allowed.any()):
+                w = torch.where(allowed, weights, torch.zeros_like(weights))
+            n = min(k, int((w > 0).sum()))
+            picked = torch.multinomial(w, n, replacement=False).tolist()
+            groups.append([ws[j] for j in sorted(picked)])
         out.append(groups)
     return out
 
@@ -368,6 +389,7 @@ def masked_word_logits(
     copies: int,
     image_dropout: float,
     contrasts: Sequence[str | None] | None = None,
+    phrases: Sequence[Sequence[tuple[int, int]] | None] | None = None,
 ) -> MaskedWordLogits | None:
     """Mask ``copies`` word groups per caption (:func:`draw_masked_words`), read the masked
     captions with their images (dense ``nodes`` ``B×N×D``, ``node_mask`` ``B×N``, ``node_pos``
@@ -375,10 +397,18 @@ def masked_word_logits(
     all), with the null image, and predict the hidden pieces; ``None`` when nothing could be
     masked. With ``contrasts`` (per caption a contrasting caption, e.g. its hard negative, or
     ``None``), the first copy of a caption that has one masks the words where the two differ
-    (:func:`contrast_words`) instead of a random draw. Draws use torch's global RNG, so seeded
-    runs are deterministic."""
+    (:func:`contrast_words`) instead of a random draw. With ``phrases`` (per caption the
+    character spans of its grounded phrases, or ``None``), the first copy of a caption that
+    has some draws its words from those outside them (:func:`ungrounded_words`). Draws use
+    torch's global RNG, so seeded runs are deterministic."""
     words = caption_words(te.tokenizer, list(captions), te.max_length)
-    groups = draw_masked_words(words, statistics, mask_rate, copies)
+    first_from = None
+    if phrases is not None:
+        first_from = [
+            ungrounded_words(ws, spans) if spans else None
+            for ws, spans in zip(words, phrases, strict=True)
+        ]
+    groups = draw_masked_words(words, statistics, mask_rate, copies, first_from)
     if contrasts is not None:
         rows = [i for i, c in enumerate(contrasts) if c]
         others = caption_words(te.tokenizer, [str(contrasts[i]) for i in rows], te.max_length)

@@ -21,6 +21,7 @@ from neurogshn.model.mlm import (
     contrast_words,
     draw_masked_words,
     masked_captions,
+    ungrounded_words,
 )
 
 # wording the embedded benchmark never uses
@@ -149,6 +150,74 @@ def test_contrast_masks_hide_the_differing_words_in_the_first_copy(tiny_model, m
     torch.manual_seed(0)
     none = tiny_model.masked_word_logits(captions, nodes, mask, pos, None)
     assert plain.targets.tolist() == none.targets.tolist()  # the option is off: no effect
+
+
+def test_ungrounded_words_are_those_outside_every_phrase(tiny_model):
+    tok = tiny_model.text_encoder.tokenizer
+    text = "a tall giraffe stands beneath the old chandelier."
+    words = caption_words(tok, [text], 40)[0]
+    giraffe = (text.index("tall"), text.index(" stands"))
+    chandelier = (text.index("old"), text.index("."))
+    got = ungrounded_words(words, [giraffe, chandelier])
+    assert [text[w.start : w.end] for w in got] == ["a", "stands", "beneath", "the", "."]
+    # a phrase that cuts a word hides the whole word; no phrase: every word
+    assert "giraffe" not in [text[w.start : w.end] for w in ungrounded_words(words, [(9, 10)])]
+    assert ungrounded_words(words, []) == words
+
+
+def test_first_copy_draws_from_the_ungrounded_words_only(tiny_model):
+    tok = tiny_model.text_encoder.tokenizer
+    stats = TokenStatistics(tok.vocab_size)
+    stats.fit(tok, OTHER_WORDS, 40)
+    text = "a tall giraffe stands beneath the old chandelier near two kayaks"
+    words = caption_words(tok, [text], 40)[0]
+    spans = [(text.index("tall"), text.index(" stands")), (text.index("old"), text.index(" near"))]
+    allowed = ungrounded_words(words, spans)
+    assert 0 < len(allowed) < len(words)
+    seen_second: set[str] = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        first, second = draw_masked_words([words], stats, 0.3, copies=2, first_from=[allowed])[0]
+        assert len(first) == len(second) == round(0.3 * len(words))
+        assert all(w in allowed for w in first)
+        seen_second |= {text[w.start : w.end] for w in second}
+    # the second copy still draws from every word
+    assert seen_second & {"tall", "giraffe", "old", "chandelier"}
+    # without a subset the draw is the plain one, random number for random number
+    torch.manual_seed(3)
+    plain = draw_masked_words([words], stats, 0.3, copies=2)
+    torch.manual_seed(3)
+    assert draw_masked_words([words], stats, 0.3, copies=2, first_from=[None]) == plain
+
+
+def test_ungrounded_masks_reach_the_model_from_the_batch_groundings(tiny_model, make_batch):
+    tiny_model.fit_token_statistics(CAPTIONS)
+    image = tiny_model.encode_image(make_batch())
+    nodes, mask = image.dense_nodes()
+    pos = image.dense_nodes(image.node_pos)[0]
+    tok = tiny_model.text_encoder.tokenizer
+    captions = list(CAPTIONS[: nodes.shape[0]])
+    words = caption_words(tok, captions[:1], 40)[0]
+    # every word but the second is grounded: the first copy of caption 0 can only mask it
+    spans = [(words[0].start, words[0].end), (words[2].start, words[-1].end)]
+    phrases = [spans] + [None] * (len(captions) - 1)
+    tiny_model.config.itm_mlm_mask_ungrounded = True
+    tiny_model.config.itm_mlm_image_dropout = 0.0
+    try:
+        torch.manual_seed(0)
+        out = tiny_model.masked_word_logits(captions, nodes, mask, pos, None, phrases)
+    finally:
+        tiny_model.config.itm_mlm_mask_ungrounded = False
+    assert out is not None
+    assert out.targets[: len(words[1].token_ids)].tolist() == list(words[1].token_ids)
+
+
+def test_the_two_first_copy_rules_are_exclusive():
+    from neurogshn.errors import ConfigError
+    from neurogshn.model.config import GSHNConfig
+
+    with pytest.raises(ConfigError, match="itm_mlm_mask_ungrounded"):
+        GSHNConfig(itm_mlm_contrast_masks=True, itm_mlm_mask_ungrounded=True)
 
 
 def test_match_evidence_has_fixed_width(tiny_model, make_batch):
