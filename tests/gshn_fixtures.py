@@ -78,3 +78,20 @@ CAPTIONS = [
     "a small green triangle above the grass",
     "a large yellow cross below a purple diamond",
 ]
+
+
+def one_step_and_reload(overrides: dict, make_batch, directory) -> tuple:
+    """A gshn-tiny built with ``overrides``: one pretraining loss backward on the fixture
+    batch, then saved to ``directory`` and loaded back; returns ``(model, reloaded)``."""
+    from neurogshn.losses.objective import PretrainBatch, PretrainingObjective
+    from neurogshn.model import GSHN
+
+    torch.manual_seed(0)
+    model = GSHN.from_config_name("gshn-tiny", **overrides)
+    model.fit_token_statistics(CAPTIONS)
+    graphs = make_batch()
+    captions = list(CAPTIONS[: graphs.num_graphs])
+    out = PretrainingObjective()(model, PretrainBatch(graphs, captions, [None] * len(captions)))
+    out["loss"].backward()
+    model.save_pretrained(directory)
+    return model, GSHN.from_pretrained(directory)

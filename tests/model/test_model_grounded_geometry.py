@@ -105,22 +105,12 @@ def test_config_field_and_old_checkpoints():
 
 
 def test_a_model_built_with_it_trains_and_reloads(tmp_path, tiny_overrides, make_batch):
-    from gshn_fixtures import CAPTIONS
+    from gshn_fixtures import one_step_and_reload
 
-    from neurogshn.losses.objective import PretrainBatch, PretrainingObjective
-    from neurogshn.model import GSHN
-
-    torch.manual_seed(0)
-    model = GSHN.from_config_name("gshn-tiny", **tiny_overrides, itm_grounded_geometry=2)
-    model.fit_token_statistics(CAPTIONS)
-    graphs = make_batch()
-    captions = list(CAPTIONS[: graphs.num_graphs])
-    out = PretrainingObjective()(model, PretrainBatch(graphs, captions, [None] * len(captions)))
-    out["loss"].backward()
+    overrides = {**tiny_overrides, "itm_grounded_geometry": 2}
+    model, again = one_step_and_reload(overrides, make_batch, tmp_path / "m")
     grad = model.itm_head.layers[1].geometry.weight.grad
     assert grad is not None and grad.abs().sum() > 0
-    model.save_pretrained(tmp_path / "m")
-    again = GSHN.from_pretrained(tmp_path / "m")
     assert again.config.itm_grounded_geometry == 2
     torch.testing.assert_close(
         again.itm_head.layers[1].geometry.weight, model.itm_head.layers[1].geometry.weight
