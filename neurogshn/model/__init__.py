@@ -5,6 +5,8 @@
 - :mod:`~neurogshn.model.fusion`: ``V' = r·E_SNN + F_GAT`` and image pooling
 - :mod:`~neurogshn.model.text`: transformer text encoder with a frozen, memoised lower part
 - :mod:`~neurogshn.model.crossmodal`: cross-modal fusion blocks (caption tokens attend to nodes)
+- :mod:`~neurogshn.model.positions`: node centroids, token indices and offsets, and the
+  grounded positions of what tokens name, as the fusion blocks read them
 - :mod:`~neurogshn.model.mlm`: image-conditioned masked language modelling over the text
   model's vocabulary (word masking, content weights, the tied masked-token head)
 - :mod:`~neurogshn.model.config`: :class:`GSHNConfig` and the named configurations

@@ -156,13 +156,13 @@ class GSHNConfig:
             (articles, copulas, punctuation) is not scored.
         itm_relative_positions: ``K > 0``: the ITM head's token self-attention adds a
             learned bias by token offset, clipped at ``K``
-            (:class:`~neurogshn.model.crossmodal.RelativePositionBias`), so a word can read
+            (:class:`~neurogshn.model.positions.RelativePositionBias`), so a word can read
             the words at a given distance from it whatever the caption's length; 0: off.
             Checkpoints predating it load with 0.
         itm_grounded_geometry: ``K > 0``: from its second block on, the ITM head's token
             self-attention adds, for each other token, the centroid of the nodes that token
             attends to, through a learned matrix per token offset clipped at ``K``
-            (:class:`~neurogshn.model.crossmodal.GroundedGeometry`): what lets a word compare
+            (:class:`~neurogshn.model.positions.GroundedGeometry`): what lets a word compare
             the positions of the things named before and after it. Needs
             ``itm_node_position`` and ``itm_self_attention``; 0: off. Checkpoints predating it
             load with 0.

@@ -56,10 +56,10 @@ class ITMHead(CrossModalEncoder):
         vocab_size: the text model's vocabulary ``V`` (0: no masked-token head).
         word_dim: the text model's word-embedding size ``H`` (with ``vocab_size``).
         relative_positions: ``K > 0``: a learned bias by token offset up to ``K`` in the
-            token self-attention (:class:`~neurogshn.model.crossmodal.RelativePositionBias`).
+            token self-attention (:class:`~neurogshn.model.positions.RelativePositionBias`).
         grounded_geometry: ``K > 0``: from the second block on, the token self-attention
             adds where the other tokens' referents lie, by token offset up to ``K``
-            (:class:`~neurogshn.model.crossmodal.GroundedGeometry`).
+            (:class:`~neurogshn.model.positions.GroundedGeometry`).
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,

@@ -10,8 +10,9 @@ import torch
 
 from neurogshn.losses.itm import itm_loss
 from neurogshn.model import GSHN
-from neurogshn.model.crossmodal import CrossModalEncoder, TokenPositionEmbedding
+from neurogshn.model.crossmodal import CrossModalEncoder
 from neurogshn.model.itm import ITMHead
+from neurogshn.model.positions import TokenPositionEmbedding
 
 D, P, L, N = 16, 3, 6, 5
 

@@ -12,12 +12,8 @@ import torch
 
 from neurogshn.errors import ConfigError
 from neurogshn.model.config import LEGACY_ITM_FIELDS, GSHNConfig
-from neurogshn.model.crossmodal import (
-    GroundedGeometry,
-    fourier_features,
-    grounded_centroids,
-)
 from neurogshn.model.itm import ITMHead
+from neurogshn.model.positions import GroundedGeometry, fourier_features, grounded_centroids
 
 D, P, L, N = 16, 3, 7, 4
 

@@ -8,8 +8,9 @@ import torch
 
 from neurogshn.errors import ConfigError
 from neurogshn.model.config import LEGACY_ITM_FIELDS, GSHNConfig
-from neurogshn.model.crossmodal import CrossAttentionBlock, RelativePositionBias
+from neurogshn.model.crossmodal import CrossAttentionBlock
 from neurogshn.model.itm import ITMHead
+from neurogshn.model.positions import RelativePositionBias
 
 D, P, L, N = 16, 3, 7, 4
 
