@@ -356,7 +356,8 @@ def run_one(
     from neurogshn.graph.config import graph_getter, load_graphs
     from neurogshn.jobs.pretrain import run_pretraining
     from neurogshn.model.gshn import GSHN
-    from neurogshn.tasks.finetune import FinetuneConfig, build_task_model, evaluate_task, finetune
+    from neurogshn.tasks.finetune import build_task_model, evaluate_task, finetune
+    from neurogshn.tasks.finetune_config import FinetuneConfig
     from neurogshn.tasks.task_data import filter_examples, load_task_examples
     from neurogshn.utils.runtime import resolve_device
 

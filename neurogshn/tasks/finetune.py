@@ -37,7 +37,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from neurogshn.errors import CheckpointError, ConfigError, DataError
 from neurogshn.graph.config import GraphConfig, graph_getter, load_graphs
+from neurogshn.tasks.finetune_config import FinetuneConfig
 from neurogshn.tasks.finetune_state import (
     STATE_FILE,
     TRAINER_FILE,
@@ -73,39 +74,6 @@ from neurogshn.tasks.task_data import (
     task_file,
 )
 from neurogshn.utils.runtime import resolve_device, seed_everything
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning hyper-parameters.
-
-    Args:
-        epochs: passes over the training examples.
-        batch_size: examples per step.
-        lr: learning rate of the head.
-        backbone_lr: learning rate of the backbone (``0`` freezes it).
-        weight_decay: AdamW weight decay.
-        grad_clip: global gradient-norm clip (``0``: none).
-        seed: example order and head initialisation.
-        head: head sizes (``heads``, ``layers``, ``hidden``, ``dropout``).
-        checkpoint_every: write the resume state (``out/resume/``) every this many optimizer
-            steps, counted over the whole run (``0``: only at the end of every epoch, which
-            always writes one).
-    """
-
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 1e-3
-    backbone_lr: float = 1e-4
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    seed: int = 0
-    head: dict[str, Any] = field(default_factory=dict)
-    checkpoint_every: int = 200
-
-    def __post_init__(self) -> None:
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
 
 # ------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ differs from the recorded one, unreadable JSON / safetensors, another format or 
 version, each as a :class:`~neurogshn.errors.CheckpointError` naming the file. A state is only
 resumed by a run with the same task, head config, training examples (count + SHA-256 of ids,
 images, texts, labels in order), frozen vs trained backbone (a frozen one must match the
-recorded SHA-256) and every :class:`~neurogshn.tasks.finetune.FinetuneConfig` field but
+recorded SHA-256) and every :class:`~neurogshn.tasks.finetune_config.FinetuneConfig` field but
 :data:`RESUME_MAY_DIFFER` (``epochs`` may only grow); otherwise the error lists each
 difference. :func:`check_output_dir` refuses to start a run over a previous one without
 ``resume`` / ``overwrite``. Restoring weights, AdamW moments, the example order, the position
@@ -55,7 +55,7 @@ from neurogshn.utils.io import atomic_path
 from neurogshn.utils.weights import read_safetensors
 
 if TYPE_CHECKING:
-    from neurogshn.tasks.finetune import FinetuneConfig
+    from neurogshn.tasks.finetune_config import FinetuneConfig
     from neurogshn.tasks.heads import TaskModel
     from neurogshn.tasks.task_data import TaskExample
 
@@ -71,7 +71,7 @@ STATE_FORMAT = "neurogshn-finetune-state"
 STATE_VERSION = 1
 #: Sub-directory of the output holding the newest mid-epoch resume state.
 RESUME_DIR = "resume"
-#: :class:`~neurogshn.tasks.finetune.FinetuneConfig` fields that may differ between a saved
+#: :class:`~neurogshn.tasks.finetune_config.FinetuneConfig` fields that may differ between a saved
 #: state and the run resuming it (``epochs`` may only grow: a finished run can be extended).
 RESUME_MAY_DIFFER: tuple[str, ...] = ("epochs", "checkpoint_every")
 

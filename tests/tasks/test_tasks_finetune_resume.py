@@ -16,7 +16,8 @@ import torch
 
 from neurogshn.cli import main
 from neurogshn.errors import CheckpointError, ConfigError
-from neurogshn.tasks.finetune import FinetuneConfig, build_task_model, finetune
+from neurogshn.tasks.finetune import build_task_model, finetune
+from neurogshn.tasks.finetune_config import FinetuneConfig
 from neurogshn.tasks.finetune_state import RESUME_DIR, read_finetune_state
 from neurogshn.tasks.task_checkpoint import load_task_checkpoint
 from neurogshn.tasks.task_data import TaskExample, filter_examples, load_task_examples

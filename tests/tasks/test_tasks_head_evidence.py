@@ -8,7 +8,8 @@ import torch
 from torch_geometric.data import Data
 
 from neurogshn.errors import ConfigError
-from neurogshn.tasks.finetune import FinetuneConfig, build_task_model, evaluate_task, finetune
+from neurogshn.tasks.finetune import build_task_model, evaluate_task, finetune
+from neurogshn.tasks.finetune_config import FinetuneConfig
 from neurogshn.tasks.heads import CrossModalFusion, TaskHeadConfig, count_bins
 from neurogshn.tasks.task_checkpoint import load_task_checkpoint, save_task_checkpoint
 from neurogshn.tasks.task_data import TaskExample

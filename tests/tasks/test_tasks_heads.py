@@ -9,13 +9,8 @@ import torch
 from torch_geometric.data import Data
 
 from neurogshn.errors import DataError
-from neurogshn.tasks.finetune import (
-    FinetuneConfig,
-    build_task_model,
-    evaluate_task,
-    finetune,
-    task_metrics,
-)
+from neurogshn.tasks.finetune import build_task_model, evaluate_task, finetune, task_metrics
+from neurogshn.tasks.finetune_config import FinetuneConfig
 from neurogshn.tasks.heads import TaskHeadConfig
 from neurogshn.tasks.task_checkpoint import read_task_json
 from neurogshn.tasks.task_data import TaskExample, load_task_examples
