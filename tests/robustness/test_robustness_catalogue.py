@@ -311,3 +311,13 @@ def test_captions_of_unknown_images_are_counted_in_a_warning(
     assert 999999 not in ds.captions and sum(map(len, ds.captions.values())) == len(
         data["annotations"]
     ) - len(extra)
+
+
+def test_a_missing_split_is_named_with_the_files_looked_for(
+    scenes_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["data", "graphs", "--data", str(scenes_root), "--split", "nosuch", "--no-progress"]
+    code, out, err = _run(argv, capsys)
+    assert code == 2, out + err
+    assert f"{scenes_root}/annotations/panoptic_nosuch.json" in err
+    assert "no panoptic annotations for split 'nosuch'" in err and "panoptic_nosuch2017.json" in err
