@@ -252,7 +252,7 @@ class PretrainingObjective:
                 with record_function("loss/itm_mlm"):
                     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]
                     spans = None
-                    if batch.groundings is not None:
+                    if model.config.itm_mlm_mask_ungrounded and batch.groundings is not None:
                         spans = [
                             None if g is None else [(start, end) for start, end, _ in g]
                             for g in batch.groundings

@@ -313,10 +313,11 @@ class CrossModalEncoder(nn.Module):
             raise ValueError("grounded geometry (itm_grounded_geometry) needs node_pos")
         attentions: list[Tensor] = []
         grounding = None
-        for layer in self.layers:
-            h, weights = layer(
-                h, token_mask, nodes, node_mask, return_attention or geometry, grounding
-            )
+        last = len(self.layers) - 1
+        for k, layer in enumerate(self.layers):
+            # the geometry reads each block's cross-attention in the next block only
+            need = return_attention or (geometry and k < last)
+            h, weights = layer(h, token_mask, nodes, node_mask, need, grounding)
             if weights is not None:
                 attentions.append(weights)
                 if geometry:

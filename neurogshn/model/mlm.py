@@ -363,8 +363,8 @@ def draw_masked_words(
         weights = torch.tensor([w + MASK_WEIGHT_FLOOR for w, _ in here], dtype=torch.float64)
         allowed = None
         if first_from is not None and first_from[i]:
-            subset = {id(w) for w in first_from[i]}  # type: ignore[union-attr]
-            allowed = torch.tensor([id(w) in subset for w in ws], dtype=torch.bool)
+            subset = set(first_from[i])  # type: ignore[arg-type]
+            allowed = torch.tensor([w in subset for w in ws], dtype=torch.bool)
         groups = []
         for copy in range(copies):
             w = weights
