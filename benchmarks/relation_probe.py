@@ -9,13 +9,18 @@ linear classifier on the cross-encoder's state at ``[MASK]`` predicts a *target*
 - ``x``: whether node A lies in the left half (read from A's own token: one node),
 - ``dx``: whether A lies left of B (two referents compared at a third token),
 - ``relation``: the dominant-axis relation of A to B, four classes (left / right / above /
-  below), what a masked relation word has to be predicted from.
+  below), what a masked relation word has to be predicted from;
+- ``match``: ``[MASK]`` is replaced by one of two relation tokens (random vectors standing for
+  "left of" and "right of") and the ITM head's own match logits decide whether the sequence
+  is true of the scene (a relation word against the referents' order: the exclusive-or
+  behind relation-swapped captions).
 
 No word, template or benchmark data is involved: the token vectors are random. The probe
 isolates the cross-encoder (:class:`~neurogshn.model.itm.ITMHead`, the default sizes) from
 the rest of pretraining and prints the held-out accuracy per configuration, e.g.
 
     python benchmarks/relation_probe.py --target dx relation --geometry 0 4 --steps 300
+    python benchmarks/relation_probe.py --target match --geometry 0 --relation 0 2
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from neurogshn.losses.grounding import GroundingTargets, referent_loss  # noqa: E402
 from neurogshn.model.itm import ITMHead  # noqa: E402
 
-TARGETS = ("x", "dx", "relation")
+TARGETS = ("x", "dx", "relation", "match")
 
 
 class ProbeBatch(NamedTuple):
@@ -49,6 +55,7 @@ class ProbeBatch(NamedTuple):
     mask_index: Tensor  # B
     grounded: Tensor  # B×L: node each token names, -1 for none
     targets: dict[str, Tensor]
+    match_tokens: Tensor  # B×L×D: [MASK] replaced by a relation word (target "match")
 
 
 class SyntheticScenes:
@@ -61,6 +68,7 @@ class SyntheticScenes:
         self.types = torch.randn(types, dim, generator=self.gen)
         self.words = self.types + 0.3 * torch.randn(types, dim, generator=self.gen)
         self.mask = torch.randn(dim, generator=self.gen)
+        self.relation_words = torch.randn(2, dim, generator=self.gen)
         self.filler = torch.randn(6, dim, generator=self.gen)
         self.num_nodes, self.length, self.dim = nodes, length, dim
 
@@ -96,7 +104,15 @@ class SyntheticScenes:
             "dx": (d[:, 0] > 0).long(),
             "relation": relation,
         }
-        return ProbeBatch(tokens, token_mask, nodes, pos, mask_index, grounded, targets)
+        # match: a random relation word ("left of" = 0, "right of" = 1) at the [MASK] slot
+        said = torch.randint(0, 2, (size,), generator=g)
+        match_tokens = tokens.clone()
+        match_tokens[torch.arange(size), mask_index] = self.relation_words[said]
+        truth = (d[:, 0] > 0).long()  # 1: A left of B
+        targets["match"] = (said == 1 - truth).long()
+        return ProbeBatch(
+            tokens, token_mask, nodes, pos, mask_index, grounded, targets, match_tokens
+        )
 
 
 def train_probe(
@@ -112,6 +128,7 @@ def train_probe(
     grounding_weight: float = 1.0,
     seed: int = 0,
     eval_size: int = 2000,
+    relation: float = 0.0,
 ) -> dict[str, float]:
     """Train a fresh ITM head and a linear read-out on ``target``; held-out accuracy."""
     if target not in TARGETS:
@@ -130,6 +147,8 @@ def train_probe(
         attention_sink=True,
         relative_positions=relative_positions,
         grounded_geometry=geometry,
+        word_dim=dim,
+        grounded_relation=relation,
     )
     classes = 4 if target == "relation" else 2
     readout = nn.Linear(dim, classes)
@@ -138,6 +157,11 @@ def train_probe(
 
     def read(b: ProbeBatch) -> tuple[Tensor, Tensor]:
         nodes_mask = torch.ones(b.nodes.shape[:2], dtype=torch.bool)
+        if target == "match":  # the ITM head's own logits
+            tokens = b.match_tokens
+            words = tokens if relation > 0 else None
+            out = head(tokens, b.token_mask, b.nodes, nodes_mask, b.node_pos, True, words)
+            return out[0], out[1]
         h, attentions = head.encode(b.tokens, b.token_mask, b.nodes, nodes_mask, b.node_pos)
         at = b.mask_index - 1 if target == "x" else b.mask_index
         return readout(h[torch.arange(len(at)), at]), attentions[0]
@@ -152,6 +176,12 @@ def train_probe(
             sel = b.grounded >= 0
             hit = attention[sel].gather(1, b.grounded[sel][:, None]).clamp_min(1e-8)
             loss = loss - grounding_weight * hit.log().mean()
+            if head.relation is not None:
+                rows, tokens = sel.nonzero(as_tuple=True)
+                group = torch.arange(len(rows))
+                marks = GroundingTargets(rows, tokens, b.grounded[sel], group, len(rows))
+                gate = head.relation.referent_logits(b.match_tokens)
+                loss = loss + grounding_weight * referent_loss(gate, marks, b.token_mask)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -182,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[0],
         help="itm_relative_positions values (default: 0)",
     )
+    parser.add_argument(
+        "--relation",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="itm_grounded_relation windows (0: off) (default: 0)",
+    )
     parser.add_argument("--steps", type=int, default=300, help="training steps (default: 300)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="(default: 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
@@ -190,24 +227,28 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rows = []
     print(
-        f"{'target':>9} {'geometry':>8} {'relpos':>6} {'seed':>4} {'accuracy':>8} "
+        f"{'target':>9} {'geometry':>8} {'relpos':>6} {'relation':>8} {'seed':>4} {'accuracy':>8} "
         f"{'majority':>8} {'seconds':>7}"
     )
-    grid = itertools.product(args.target, args.geometry, args.relative_positions, args.seeds)
-    for target, geometry, relpos, seed in grid:
-        r = train_probe(target, geometry, relpos, steps=args.steps, seed=seed)
+    grid = itertools.product(
+        args.target, args.geometry, args.relative_positions, args.relation, args.seeds
+    )
+    for target, geometry, relpos, relation, seed in grid:
+        r = train_probe(target, geometry, relpos, steps=args.steps, seed=seed, relation=relation)
         rows.append(
             {
                 "target": target,
                 "geometry": geometry,
                 "relative_positions": relpos,
+                "relation": relation,
                 "seed": seed,
                 "steps": args.steps,
                 **r,
             }
         )
         print(
-            f"{target:>9} {geometry:>8} {relpos:>6} {seed:>4} {100 * r['accuracy']:>7.1f}% "
+            f"{target:>9} {geometry:>8} {relpos:>6} {relation:>8} {seed:>4} "
+            f"{100 * r['accuracy']:>7.1f}% "
             f"{100 * r['majority']:>7.1f}% {r['train_seconds']:>7.0f}",
             flush=True,
         )

@@ -107,3 +107,30 @@ def grounding_loss(
         per_group = a.new_zeros(targets.num_groups).index_add(0, targets.group, hit)
         accuracy = (per_group > 0).to(a.dtype).mean()
     return loss, accuracy
+
+
+def referent_loss(
+    logits: Tensor, targets: GroundingTargets, token_mask: Tensor
+) -> tuple[Tensor, Tensor]:
+    r"""Binary cross-entropy of the referent gate (which tokens name something,
+    :class:`~neurogshn.model.grounded_relation.GroundedRelationScore`): in every caption with
+    a grounded token, the tokens of its grounded phrases are 1 and its other real tokens 0
+    (captions without groundings are left out).
+
+    Args:
+        logits: the gate's logits ``B×L``.
+        targets: from :func:`grounding_targets` (``rows`` index ``B``).
+        token_mask: ``B×L``, True for real tokens (special tokens included: they name nothing).
+
+    Returns:
+        (scalar loss, detached accuracy over the scored tokens).
+    """
+    labels = torch.zeros_like(logits)
+    labels[targets.rows, targets.tokens] = 1.0
+    captions = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    captions[targets.rows] = True
+    scored = token_mask.bool() & captions[:, None]
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[scored], labels[scored])
+    with torch.no_grad():
+        accuracy = ((logits[scored] > 0).to(labels.dtype) == labels[scored]).to(logits.dtype)
+    return loss, accuracy.mean()

@@ -65,6 +65,8 @@ def itm_loss(
     negative_owner: Tensor | None = None,
     node_pos: Tensor | None = None,
     return_attention: bool = False,
+    word_states: Tensor | None = None,
+    negative_word_states: Tensor | None = None,
 ) -> ITMLoss:
     """ITM loss over positives, the data's hard negatives and (optionally) in-batch negatives.
 
@@ -79,51 +81,83 @@ def itm_loss(
         negative_owner: ``K`` image index of each data hard negative.
         node_pos: dense node centroids ``B×N×2`` (needed when the head encodes positions).
         return_attention: also return the positives' first-block cross-attention.
+        word_states: the captions' frozen text states ``B×L×H`` (needed by a head with the
+            grounded relation term); negative_word_states ``K×L'×H`` those of the data hard
+            negatives.
 
     Returns:
         :class:`ITMLoss` (scalar loss, accuracy of the head on these pairs, attention).
     """
     b = nodes.shape[0]
+    words = word_states is not None
     img_idx = [torch.arange(b, device=nodes.device)]
     txt_tok, txt_mask = [tokens], [token_mask]
+    txt_words = [word_states] if words else []
     labels = [torch.ones(b, dtype=torch.long, device=nodes.device)]
+
+    def add_texts(rows: Tensor) -> None:
+        txt_tok.append(tokens[rows])
+        txt_mask.append(token_mask[rows])
+        if words:
+            txt_words.append(word_states[rows])  # type: ignore[index]
+
     if similarity is not None and b >= 2:
         sim = similarity.detach().float()
         neg_txt = _sample_negatives(sim, same_caption)
         rows = (neg_txt >= 0).nonzero().squeeze(-1)
         img_idx.append(rows)
-        txt_tok.append(tokens[neg_txt[rows]])
-        txt_mask.append(token_mask[neg_txt[rows]])
+        add_texts(neg_txt[rows])
         labels.append(torch.zeros(rows.numel(), dtype=torch.long, device=nodes.device))
         neg_img = _sample_negatives(sim.T, same_caption.T)
         cols = (neg_img >= 0).nonzero().squeeze(-1)
         img_idx.append(neg_img[cols])
-        txt_tok.append(tokens[cols])
-        txt_mask.append(token_mask[cols])
+        add_texts(cols)
         labels.append(torch.zeros(cols.numel(), dtype=torch.long, device=nodes.device))
     if negative_tokens is not None and negative_tokens.shape[0]:
+        if words and negative_word_states is None:
+            raise ValueError("word_states given for the captions but not for the hard negatives")
         length = tokens.shape[1]
         nl = negative_tokens.shape[1]
         if nl < length:
             negative_tokens = F.pad(negative_tokens, (0, 0, 0, length - nl))
             negative_token_mask = F.pad(negative_token_mask, (0, length - nl), value=False)
+            if words:
+                negative_word_states = F.pad(negative_word_states, (0, 0, 0, length - nl))
         elif nl > length:
             txt_tok = [F.pad(t, (0, 0, 0, nl - length)) for t in txt_tok]
             txt_mask = [F.pad(m, (0, nl - length), value=False) for m in txt_mask]
+            txt_words = [F.pad(w, (0, 0, 0, nl - length)) for w in txt_words]
         img_idx.append(negative_owner)
         txt_tok.append(negative_tokens)
         txt_mask.append(negative_token_mask)
+        if words:
+            txt_words.append(negative_word_states)
         labels.append(torch.zeros(negative_owner.numel(), dtype=torch.long, device=nodes.device))
     idx = torch.cat(img_idx)
     pos = None if node_pos is None else node_pos[idx]
+    all_words = torch.cat(txt_words) if words else None
     attention = None
     if return_attention:
         logits, attention = head(
-            torch.cat(txt_tok), torch.cat(txt_mask), nodes[idx], node_mask[idx], pos, True
+            torch.cat(txt_tok),
+            torch.cat(txt_mask),
+            nodes[idx],
+            node_mask[idx],
+            pos,
+            True,
+            all_words,
         )
         attention = attention[:b, : tokens.shape[1]]
     else:
-        logits = head(torch.cat(txt_tok), torch.cat(txt_mask), nodes[idx], node_mask[idx], pos)
+        logits = head(
+            torch.cat(txt_tok),
+            torch.cat(txt_mask),
+            nodes[idx],
+            node_mask[idx],
+            pos,
+            False,
+            all_words,
+        )
     target = torch.cat(labels)
     loss = F.cross_entropy(logits, target)
     acc = (logits.argmax(-1) == target).float().mean().detach()

@@ -7,7 +7,8 @@ r"""The pretraining objective: ITC + spatio-temporal CL + STL + ITM, weighted.
       + \mu\,\mathcal{L}_{MLM})
 
 with :math:`\gamma` = ``itm_grounding_weight`` (the phrase-grounding term of the ITM head,
-:mod:`neurogshn.losses.grounding`; computed only when the batch carries groundings) and
+:mod:`neurogshn.losses.grounding`, plus the referent gate's cross-entropy when the head has
+the grounded relation term; computed only when the batch carries groundings) and
 :math:`\mu` = ``itm_mlm_weight`` (image-conditioned masked language modelling over the text
 model's vocabulary on the same cross-encoder, :mod:`neurogshn.losses.mlm`). The ITM negatives
 are the batch's hard negatives of whatever kinds the data has, all treated alike.
@@ -22,9 +23,11 @@ Usage::
     out["loss"].backward()
 
 Returned keys: ``loss`` (weighted total), the unweighted loss of each active objective
-(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_mlm``) and detached diagnostics
+(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding`` — including ``itm_referent``, also
+returned alone —, ``itm_mlm``) and detached diagnostics
 under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_layer{k}``, ``diag/itc_temperature``,
 ``diag/stl_temperature``, ``diag/itm_accuracy``, ``diag/grounding_accuracy``,
+``diag/referent_accuracy``,
 ``diag/mlm_accuracy`` (hidden pieces read with the image), ``diag/mlm_prior_accuracy`` (with
 the null image), ``diag/text_spike_rate``.
 """
@@ -43,7 +46,12 @@ from torch_geometric.data import Batch
 
 from neurogshn.errors import ConfigError
 from neurogshn.losses.contrastive import spatiotemporal_cl_loss
-from neurogshn.losses.grounding import PhraseNodes, grounding_loss, grounding_targets
+from neurogshn.losses.grounding import (
+    PhraseNodes,
+    grounding_loss,
+    grounding_targets,
+    referent_loss,
+)
 from neurogshn.losses.itc import itc_loss, same_text_mask
 from neurogshn.losses.itm import itm_loss
 from neurogshn.losses.mlm import mlm_loss
@@ -225,6 +233,8 @@ class PretrainingObjective:
                 if model.config.itm_grounding_weight > 0 and batch.groundings is not None:
                     offsets = model.text_encoder.token_offsets(list(batch.captions))
                     ground = grounding_targets(offsets, batch.groundings, device)
+                relation = model.itm_head.relation
+                words = text.word_states if relation is not None else None
                 result = itm_loss(
                     model.itm_head,
                     nodes,
@@ -238,6 +248,8 @@ class PretrainingObjective:
                     owner,
                     None if image.node_pos is None else image.dense_nodes(image.node_pos)[0],
                     return_attention=ground is not None,
+                    word_states=None if words is None else words[:b],
+                    negative_word_states=None if words is None else words[b:],
                 )
                 out["itm"], out["diag/itm_accuracy"] = result.loss, result.accuracy
                 total = total + w["itm"] * out["itm"]
@@ -245,6 +257,11 @@ class PretrainingObjective:
                     out["itm_grounding"], out["diag/grounding_accuracy"] = grounding_loss(
                         result.attention, ground
                     )
+                    if relation is not None and words is not None:
+                        out["itm_referent"], out["diag/referent_accuracy"] = referent_loss(
+                            relation.referent_logits(words[:b]), ground, text.attention_mask[:b]
+                        )
+                        out["itm_grounding"] = out["itm_grounding"] + out["itm_referent"]
                     total = (
                         total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
                     )

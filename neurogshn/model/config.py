@@ -36,6 +36,7 @@ LEGACY_ITM_FIELDS: dict[str, Any] = {
     "itm_attention_sink": False,
     "itm_relative_positions": 0,
     "itm_grounded_geometry": 0,
+    "itm_grounded_relation": 0.0,
 }
 
 #: Options of earlier versions whose parts were removed: closed-vocabulary classifiers over
@@ -166,6 +167,12 @@ class GSHNConfig:
             the positions of the things named before and after it. Needs
             ``itm_node_position`` and ``itm_self_attention``; 0: off. Checkpoints predating it
             load with 0.
+        itm_grounded_relation: ``τ > 0``: the ITM match logit adds a relation term, for each
+            word the displacement between the referents named before and after it (nearest
+            first, window ``τ`` tokens) read against the word's frozen text state
+            (:class:`~neurogshn.model.grounded_relation.GroundedRelationScore`; its referent
+            gate is trained from the phrase groundings with ``itm_grounding_weight``). Needs
+            ``itm_node_position``; 0: off. Checkpoints predating it load with 0.
         itm_attention_sink: the ITM head's cross-attentions also attend to a learned null
             node, so that it can count nodes (softmax attention over the nodes alone cannot;
             :mod:`neurogshn.model.crossmodal`). Checkpoints predating it load without it; a
@@ -212,6 +219,7 @@ class GSHNConfig:
     itm_attention_sink: bool = True
     itm_relative_positions: int = 0
     itm_grounded_geometry: int = 0
+    itm_grounded_relation: float = 0.0
     itm_mlm_weight: float = 1.0
     itm_mlm_mask_rate: float = 0.15
     itm_mlm_copies: int = 2
@@ -284,6 +292,10 @@ class GSHNConfig:
             )
         if self.itm_grounded_geometry < 0:
             bad(f"itm_grounded_geometry must be >= 0, got {self.itm_grounded_geometry}")
+        if self.itm_grounded_relation < 0:
+            bad(f"itm_grounded_relation must be >= 0, got {self.itm_grounded_relation}")
+        if self.itm_grounded_relation > 0 and not self.itm_node_position:
+            bad("itm_grounded_relation needs itm_node_position")
         if self.itm_grounded_geometry > 0 and not (
             self.itm_node_position and self.itm_self_attention
         ):

@@ -230,9 +230,10 @@ class GSHN(nn.Module):
                 max_tokens=c.text_max_length,
                 attention_sink=c.itm_attention_sink,
                 vocab_size=te.word_embeddings.shape[0] if mlm else 0,
-                word_dim=te.word_embeddings.shape[1] if mlm else 0,
+                word_dim=te.hidden_size,
                 relative_positions=c.itm_relative_positions,
                 grounded_geometry=c.itm_grounded_geometry,
+                grounded_relation=c.itm_grounded_relation,
             )
             if mlm:
                 self.token_statistics = TokenStatistics(te.word_embeddings.shape[0])
@@ -366,7 +367,9 @@ class GSHN(nn.Module):
                 "(image i, text i)"
             )
         nodes, node_mask, pos = _dense_inputs(image)
-        return self.itm_head.score(text.token_embeds, text.attention_mask, nodes, node_mask, pos)
+        return self.itm_head.score(
+            text.token_embeds, text.attention_mask, nodes, node_mask, pos, text.word_states
+        )
 
     @property
     def has_token_head(self) -> bool:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from neurogshn.model.crossmodal import CrossModalEncoder
+from neurogshn.model.grounded_relation import GroundedRelationScore
 from neurogshn.model.mlm import MaskedTokenHead
 
 
@@ -60,11 +61,15 @@ class ITMHead(CrossModalEncoder):
         grounded_geometry: ``K > 0``: from the second block on, the token self-attention
             adds where the other tokens' referents lie, by token offset up to ``K``
             (:class:`~neurogshn.model.positions.GroundedGeometry`).
+        grounded_relation: ``τ > 0``: the match logit adds the relation term of
+            :class:`~neurogshn.model.grounded_relation.GroundedRelationScore` with window
+            ``τ`` tokens (then ``word_states`` of width ``word_dim`` and ``node_pos`` are
+            required); 0: off.
 
     Shapes:
         - tokens ``P×L×D``, token_mask ``P×L`` (True = real), nodes ``P×N×D``,
-          node_mask ``P×N``, node_pos ``P×N×2`` → logits ``P×2`` (and, with
-          ``return_attention``, the first block's cross-attention ``P×L×N``)
+          node_mask ``P×N``, node_pos ``P×N×2``, word_states ``P×L×H`` → logits ``P×2``
+          (and, with ``return_attention``, the first block's cross-attention ``P×L×N``)
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class ITMHead(CrossModalEncoder):
         word_dim: int = 0,
         relative_positions: int = 0,
         grounded_geometry: int = 0,
+        grounded_relation: float = 0.0,
     ) -> None:
         super().__init__(
             dim,
@@ -100,6 +106,11 @@ class ITMHead(CrossModalEncoder):
         self.classifier = nn.Linear(dim, 2)
         self.token_head = MaskedTokenHead(dim, word_dim, vocab_size) if vocab_size > 0 else None
         self.null_image = nn.Parameter(0.02 * torch.randn(dim)) if vocab_size > 0 else None
+        self.relation = None
+        if grounded_relation > 0:
+            if word_dim <= 0:
+                raise ValueError("grounded_relation needs word_dim (the text model's width)")
+            self.relation = GroundedRelationScore(word_dim, grounded_relation)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -109,6 +120,8 @@ class ITMHead(CrossModalEncoder):
             self.token_head.reset_parameters()
         if self.null_image is not None:
             nn.init.normal_(self.null_image, std=0.02)
+        if self.relation is not None:
+            self.relation.reset_parameters()
 
     def token_states(
         self,
@@ -156,13 +169,23 @@ class ITMHead(CrossModalEncoder):
         node_mask: Tensor,
         node_pos: Tensor | None = None,
         return_attention: bool = False,
+        word_states: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
+        relation = self.relation is not None
+        if relation and (word_states is None or node_pos is None):
+            raise ValueError(
+                "the grounded relation term (itm_grounded_relation) needs word_states (the "
+                "text encoding's frozen token states) and node_pos"
+            )
         h, attentions = super().forward(
-            tokens, token_mask, nodes, node_mask, node_pos, return_attention
+            tokens, token_mask, nodes, node_mask, node_pos, return_attention or relation
         )
         h = self.norm(h)
         m = token_mask.bool().unsqueeze(-1).to(h.dtype)
         logits = self.classifier((h * m).sum(1) / m.sum(1).clamp_min(1.0))
+        if self.relation is not None:
+            s = self.relation(word_states, token_mask.bool(), attentions[0], node_pos)
+            logits = logits + torch.stack([torch.zeros_like(s), s], dim=-1).to(logits.dtype)
         if return_attention:
             return logits, attentions[0]
         return logits
@@ -174,7 +197,8 @@ class ITMHead(CrossModalEncoder):
         nodes: Tensor,
         node_mask: Tensor,
         node_pos: Tensor | None = None,
+        word_states: Tensor | None = None,
     ) -> Tensor:
         """Match score ``logit[match] - logit[no match]`` of each pair (``P``)."""
-        logits = self(tokens, token_mask, nodes, node_mask, node_pos)
+        logits = self(tokens, token_mask, nodes, node_mask, node_pos, False, word_states)
         return logits[:, 1] - logits[:, 0]

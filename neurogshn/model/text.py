@@ -59,12 +59,16 @@ class TextEncoding(NamedTuple):
         token_embeds: ``B×L×D`` token embeddings (not normalised).
         attention_mask: ``B×L`` bool, ``True`` for real tokens (incl. [CLS]/[SEP]).
         token_mask: ``B×L`` bool, ``True`` for content tokens (no special tokens, no padding).
+        word_states: ``B×L×H`` the frozen lower layers' token states (what the pretrained
+            model says a word means in context, untouched by training; ``None`` where an
+            encoding was built without them).
     """
 
     text_embeds: Tensor
     token_embeds: Tensor
     attention_mask: Tensor
     token_mask: Tensor
+    word_states: Tensor | None = None
 
 
 class SentenceEncoding(NamedTuple):
@@ -273,6 +277,7 @@ class TextEncoder(nn.Module):
             mask[i, :n] = True
             special[i, :n] = e.special
         h, mask, special = h.to(device), mask.to(device), special.to(device)
+        word_states = h
         if len(self.top_layers):
             additive = torch.zeros(b, 1, 1, length, dtype=dtype, device=device)
             additive.masked_fill_(~mask[:, None, None, :], torch.finfo(dtype).min)
@@ -282,7 +287,7 @@ class TextEncoder(nn.Module):
         mean = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         text_embeds = nn.functional.normalize(self.sentence_proj(mean), dim=-1)
         token_embeds = self.token_proj(h)
-        return TextEncoding(text_embeds, token_embeds, mask, mask & ~special)
+        return TextEncoding(text_embeds, token_embeds, mask, mask & ~special, word_states)
 
     def extra_repr(self) -> str:
         return (
