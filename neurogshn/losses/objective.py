@@ -23,8 +23,8 @@ Usage::
     out["loss"].backward()
 
 Returned keys: ``loss`` (weighted total), the unweighted loss of each active objective
-(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding`` — including ``itm_referent``, also
-returned alone —, ``itm_mlm``) and detached diagnostics
+(``itc``, ``cl``, ``stl``, ``itm``, ``itm_grounding``, ``itm_referent`` — weighted like the
+grounding term —, ``itm_mlm``) and detached diagnostics
 under ``diag/``: ``diag/fusion_ratio``, ``diag/spike_rate_layer{k}``, ``diag/itc_temperature``,
 ``diag/stl_temperature``, ``diag/itm_accuracy``, ``diag/grounding_accuracy``,
 ``diag/referent_accuracy``,
@@ -257,14 +257,13 @@ class PretrainingObjective:
                     out["itm_grounding"], out["diag/grounding_accuracy"] = grounding_loss(
                         result.attention, ground
                     )
+                    grounding = out["itm_grounding"]
                     if relation is not None and words is not None:
                         out["itm_referent"], out["diag/referent_accuracy"] = referent_loss(
                             relation.referent_logits(words[:b]), ground, text.attention_mask[:b]
                         )
-                        out["itm_grounding"] = out["itm_grounding"] + out["itm_referent"]
-                    total = (
-                        total + w["itm"] * model.config.itm_grounding_weight * out["itm_grounding"]
-                    )
+                        grounding = grounding + out["itm_referent"]
+                    total = total + w["itm"] * model.config.itm_grounding_weight * grounding
             if model.config.itm_mlm_weight > 0 and model.itm_head.token_head is not None:
                 with record_function("loss/itm_mlm"):
                     pos = None if image.node_pos is None else image.dense_nodes(image.node_pos)[0]

@@ -220,7 +220,9 @@ def test_total_includes_the_weighted_grounding_term(tiny_model, make_batch):
         totals[gamma] = out
     assert "itm_grounding" not in totals[0.0]
     assert "diag/grounding_accuracy" not in totals[0.0]
-    g = totals[2.5]["itm_grounding"]
+    # with the grounded relation term (default), its referent gate's loss is weighted alike
+    assert "itm_referent" not in totals[0.0]
+    g = totals[2.5]["itm_grounding"] + totals[2.5]["itm_referent"]
     torch.testing.assert_close(totals[2.5]["itm"], totals[0.0]["itm"])
     torch.testing.assert_close(totals[2.5]["loss"] - totals[0.0]["loss"], w_itm * 2.5 * g)
     assert (w_itm * 2.5 * g).item() > 1e-3
