@@ -135,29 +135,15 @@ def itm_loss(
         labels.append(torch.zeros(negative_owner.numel(), dtype=torch.long, device=nodes.device))
     idx = torch.cat(img_idx)
     pos = None if node_pos is None else node_pos[idx]
-    all_words = torch.cat(txt_words) if words else None
+    inputs = (torch.cat(txt_tok), torch.cat(txt_mask), nodes[idx], node_mask[idx], pos)
+    # the frozen word states only for a head with the grounded relation term
+    extra = {"word_states": torch.cat(txt_words)} if words else {}
     attention = None
     if return_attention:
-        logits, attention = head(
-            torch.cat(txt_tok),
-            torch.cat(txt_mask),
-            nodes[idx],
-            node_mask[idx],
-            pos,
-            True,
-            all_words,
-        )
+        logits, attention = head(*inputs, True, **extra)
         attention = attention[:b, : tokens.shape[1]]
     else:
-        logits = head(
-            torch.cat(txt_tok),
-            torch.cat(txt_mask),
-            nodes[idx],
-            node_mask[idx],
-            pos,
-            False,
-            all_words,
-        )
+        logits = head(*inputs, **extra)
     target = torch.cat(labels)
     loss = F.cross_entropy(logits, target)
     acc = (logits.argmax(-1) == target).float().mean().detach()
