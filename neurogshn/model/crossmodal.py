@@ -301,7 +301,11 @@ class CrossModalEncoder(nn.Module):
         node_mask: Tensor,
         node_pos: Tensor | None = None,
         return_attention: bool = False,
+        first_attention: bool = False,
     ) -> tuple[Tensor, list[Tensor]]:
+        """Token states and the cross-attention weights of every block (``return_attention``),
+        of the first block only (``first_attention``) or of the blocks the grounded geometry
+        reads."""
         nodes = self.placed_nodes(nodes, node_pos)
         h = tokens
         if self.token_position is not None:
@@ -316,7 +320,7 @@ class CrossModalEncoder(nn.Module):
         last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
             # the geometry reads each block's cross-attention in the next block only
-            need = return_attention or (geometry and k < last)
+            need = return_attention or (geometry and k < last) or (first_attention and k == 0)
             h, weights = layer(h, token_mask, nodes, node_mask, need, grounding)
             if weights is not None:
                 attentions.append(weights)

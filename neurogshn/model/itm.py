@@ -178,7 +178,7 @@ class ITMHead(CrossModalEncoder):
                 "text encoding's frozen token states) and node_pos"
             )
         h, attentions = super().forward(
-            tokens, token_mask, nodes, node_mask, node_pos, return_attention or relation
+            tokens, token_mask, nodes, node_mask, node_pos, return_attention, relation
         )
         h = self.norm(h)
         m = token_mask.bool().unsqueeze(-1).to(h.dtype)
